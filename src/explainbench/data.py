@@ -1,0 +1,258 @@
+"""One record shape for every dataset, and the loaders that produce it.
+
+A record is a flat dict (JSON-friendly, one line of a JSONL file)::
+
+    {"id": "esnli-dev-0", "label": "neutral",
+     "premise": "...", "hypothesis": "...",      # task nli
+     "text": "...",                               # task classification
+     "explanations": ["...", "..."]}              # human references, possibly empty
+
+Every loader checks what it reads; bad input raises :class:`DataError` naming the file,
+the row and the field.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import pandas as pd
+
+from . import ExplainBenchError
+
+FIELDS = ("id", "text", "premise", "hypothesis", "label", "explanations")
+
+HEALTHFC_LABELS = ["supported", "not enough information", "refuted"]
+
+# Column mappings of the built-in formats (record field -> column in the file).
+BUILTIN_COLUMNS: dict[str, dict[str, Any]] = {
+    "esnli": {"id": "id", "premise": "premise", "hypothesis": "hypothesis", "label": "label",
+              "explanations": "explanations"},
+    # The HF hub copy of e-SNLI: integer labels and three explanation columns.
+    "esnli-hub": {"premise": "premise", "hypothesis": "hypothesis", "label": "label",
+                  "explanations": ["explanation_1", "explanation_2", "explanation_3"]},
+    # HealthFC (Vladika et al. 2024): the NLI pair is (evidence sentences, claim).
+    "healthfc": {"premise": "en_top_sentences", "hypothesis": "en_claim", "label": "label",
+                 "explanations": "en_explanation"},
+}
+
+
+class DataError(ExplainBenchError):
+    """Bad input data; the message names the file, row and field."""
+
+
+def _where(path: str | Path, row: int | None = None, field: str | None = None) -> str:
+    out = str(path)
+    if row is not None:
+        out += f", row {row}"
+    if field is not None:
+        out += f", field {field!r}"
+    return out
+
+
+# --------------------------------------------------------------------------- reading tables
+
+def _read_table(path: str | Path, fmt: str, hub_split: str = "validation") -> tuple[list[dict], str]:
+    """Read raw rows and say what a row number means in this file."""
+    if fmt == "hub" or (fmt == "esnli" and not Path(path).exists() and "/" not in str(path).lstrip("./")):
+        return _read_hub(str(path), hub_split), "example"
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: file is empty")
+    if fmt in ("jsonl", "esnli"):
+        rows = []
+        with open(path, encoding="utf-8-sig") as fh:
+            for lineno, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise DataError(f"{_where(path, lineno)}: not valid JSON ({err.msg})") from None
+                if not isinstance(row, dict):
+                    raise DataError(f"{_where(path, lineno)}: expected a JSON object, got {type(row).__name__}")
+                row["__row__"] = lineno
+                rows.append(row)
+        return rows, "line"
+    if fmt in ("csv", "tsv", "healthfc"):
+        sep = "\t" if fmt == "tsv" or (fmt == "csv" and path.suffix == ".tsv") else ","
+        try:
+            frame = pd.read_csv(path, sep=sep, encoding="utf-8-sig", dtype=str, keep_default_na=False,
+                                quoting=3 if sep == "\t" else 0)
+        except (pd.errors.ParserError, UnicodeDecodeError) as err:
+            raise DataError(f"{path}: cannot parse as {fmt.upper()}: {err}") from None
+    elif fmt == "parquet":
+        frame = pd.read_parquet(path)
+    else:  # pragma: no cover - the schema forbids other formats
+        raise DataError(f"{path}: unknown format {fmt!r}")
+    frame.columns = [str(c).strip() for c in frame.columns]
+    rows = frame.to_dict(orient="records")
+    for i, row in enumerate(rows, start=1):
+        row["__row__"] = i
+    return rows, "data row"
+
+
+def _read_hub(hub_id: str, split: str) -> list[dict]:
+    import datasets  # heavy import, only when a hub id is used
+
+    try:
+        table = datasets.load_dataset(hub_id, split=split)
+    except Exception as err:  # noqa: BLE001 - re-raised with the id named
+        raise DataError(f"hub dataset {hub_id!r} (split {split!r}): cannot load: {err}") from None
+    rows = table.to_list()
+    for i, row in enumerate(rows, start=1):
+        row["__row__"] = i
+    return rows
+
+
+# --------------------------------------------------------------------------- records
+
+def _columns_for(fmt: str, task: str, columns: dict, path: str) -> dict[str, Any]:
+    if fmt == "esnli" and not Path(path).exists():
+        base = dict(BUILTIN_COLUMNS["esnli-hub"])
+    else:
+        base = dict(BUILTIN_COLUMNS.get(fmt, {}))
+    if not base:
+        base = {"id": "id", "label": "label"}
+        if task == "nli":
+            base.update(premise="premise", hypothesis="hypothesis")
+        else:
+            base.update(text="text")
+    base.update(columns or {})
+    return base
+
+
+def _label_name(value: Any, labels: list[str], where: str) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        raise DataError(f"{where}: label is missing")
+    text = str(value).strip()
+    if text in labels:
+        return text
+    try:
+        index = int(float(text))
+    except ValueError:
+        index = None
+    if index is not None and float(text) == index and 0 <= index < len(labels):
+        return labels[index]
+    raise DataError(f"{where}: unknown label {text!r}; allowed: {labels} (or their indices 0..{len(labels) - 1})")
+
+
+def _text(value: Any) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    return " ".join(str(value).split())
+
+
+def load_records(path: str | Path, *, format: str, labels: list[str], task: str = "nli",
+                 columns: dict | None = None, hub_split: str = "validation",
+                 id_prefix: str | None = None) -> list[dict]:
+    """Load a dataset file into records, checking every row.
+
+    ``columns`` maps record fields to the file's columns (see ``BUILTIN_COLUMNS`` for the
+    built-in formats). Integer labels index ``labels``. Rows without an id get
+    ``{id_prefix}-{row}``.
+    """
+    rows, row_kind = _read_table(path, format, hub_split)
+    mapping = _columns_for(format, task, columns or {}, str(path))
+    needed = ["label"] + (["premise", "hypothesis"] if task == "nli" else ["text"])
+    available = set().union(*(r.keys() for r in rows[:50])) if rows else set()
+    for field in needed + ["id", "explanations"]:
+        cols = mapping.get(field)
+        if cols is None:
+            if field in needed:
+                raise DataError(f"{path}: no column is mapped to field {field!r} (set columns.{field})")
+            continue
+        for col in [cols] if isinstance(cols, str) else cols:
+            if col not in available:
+                if field == "id" and "id" not in (columns or {}):
+                    mapping["id"] = None  # ids are generated
+                    continue
+                raise DataError(f"{path}: column {col!r} (field {field!r}) not found; columns: {sorted(available - {'__row__'})}")
+    if not rows:
+        raise DataError(f"{path}: no rows")
+
+    prefix = id_prefix or Path(str(path)).stem
+    records, seen = [], {}
+    for row in rows:
+        n = row["__row__"]
+        rec: dict[str, Any] = {}
+        rec["id"] = _text(row.get(mapping["id"])) if mapping.get("id") else f"{prefix}-{n}"
+        if not rec["id"]:
+            raise DataError(f"{_where(path, n, mapping['id'])}: empty id ({row_kind} {n})")
+        if rec["id"] in seen:
+            raise DataError(f"{_where(path, n, mapping.get('id') or 'id')}: duplicate id {rec['id']!r} (first at {row_kind} {seen[rec['id']]})")
+        seen[rec["id"]] = n
+        rec["label"] = _label_name(row.get(mapping["label"]), labels, _where(path, n, mapping["label"]))
+        for field in needed[1:]:
+            rec[field] = _text(row.get(mapping[field]))
+            if not rec[field]:
+                raise DataError(f"{_where(path, n, mapping[field])}: empty {field}")
+        expl_cols = mapping.get("explanations")
+        expls: list[str] = []
+        if expl_cols:
+            for col in [expl_cols] if isinstance(expl_cols, str) else expl_cols:
+                value = row.get(col)
+                values = value if isinstance(value, (list, tuple)) else [value]
+                expls.extend(t for t in (_text(v) for v in values) if t)
+        rec["explanations"] = expls
+        records.append(rec)
+    return records
+
+
+def load_dataset(spec: dict, name: str | None = None) -> list[dict]:
+    """Load a dataset from its config entry (``config['datasets'][name]``)."""
+    fmt = spec["format"]
+    labels = spec["labels"]
+    if fmt == "healthfc" and len(labels) != 3:
+        raise DataError(f"datasets.{name}.labels: HealthFC has three labels (0 supported, 1 not enough information, 2 refuted)")
+    return load_records(spec["path"], format=fmt, labels=labels, task=spec.get("task", "nli"),
+                        columns=spec.get("columns"), hub_split=spec.get("hub_split", "validation"),
+                        id_prefix=name)
+
+
+# --------------------------------------------------------------------------- JSONL files
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def iter_jsonl(path: str | Path) -> Iterator[dict]:
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                yield json.loads(line)
+
+
+def write_jsonl(rows: Iterable[dict], path: str | Path) -> None:
+    """Write atomically: a killed job never leaves a half-written file under the final name."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(obj: Any, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def input_text(record: dict) -> str:
+    """The text a single-input model sees: the text, or premise and hypothesis joined."""
+    if record.get("text"):
+        return record["text"]
+    return f"{record['premise']} {record['hypothesis']}"

@@ -1,0 +1,77 @@
+"""Shared statistics: bootstrap intervals and classification scores.
+
+One implementation serves every stage (explanation quality, fine-tuning, zero-shot, PLR).
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+from sklearn.metrics import confusion_matrix, f1_score
+
+
+def bootstrap_ci(statistic: Callable[[np.ndarray], float], n_items: int, n_boot: int = 1000,
+                 seed: int = 0, alpha: float = 0.05) -> tuple[float, float]:
+    """Percentile interval of ``statistic(indices)`` over ``n_boot`` resamples of ``range(n_items)``."""
+    if n_items == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    values = np.array([statistic(rng.integers(0, n_items, n_items)) for _ in range(n_boot)], dtype=float)
+    values = values[~np.isnan(values)]
+    if values.size == 0:
+        return float("nan"), float("nan")
+    return float(np.quantile(values, alpha / 2)), float(np.quantile(values, 1 - alpha / 2))
+
+
+def mean_ci(values: Sequence[float], n_boot: int = 1000, seed: int = 0) -> dict[str, float]:
+    """Mean of per-item values with its bootstrap 95% interval."""
+    arr = np.asarray(values, dtype=float)
+    lo, hi = bootstrap_ci(lambda idx: float(np.nanmean(arr[idx])), len(arr), n_boot, seed)
+    return {"mean": float(np.nanmean(arr)) if arr.size else float("nan"), "ci_low": lo, "ci_high": hi}
+
+
+def classification_scores(y_true: Sequence[str], y_pred: Sequence[str | None], labels: Sequence[str],
+                          n_boot: int = 1000, seed: int = 0) -> dict:
+    """Accuracy, macro-F1, per-class F1 and the confusion matrix, with bootstrap 95% intervals.
+
+    A prediction that is None (or not among ``labels``) counts as wrong and is reported in
+    ``n_invalid``; it is never dropped.
+    """
+    labels = list(labels)
+    invalid = "<invalid>"
+    true = np.array(list(y_true), dtype=object)
+    pred = np.array([p if p in labels else invalid for p in y_pred], dtype=object)
+    if len(true) != len(pred):
+        raise ValueError(f"{len(true)} gold labels but {len(pred)} predictions")
+    correct = (true == pred).astype(float)
+
+    def macro_f1(idx: np.ndarray) -> float:
+        return float(f1_score(true[idx], pred[idx], labels=labels, average="macro", zero_division=0))
+
+    acc_lo, acc_hi = bootstrap_ci(lambda idx: float(correct[idx].mean()), len(true), n_boot, seed)
+    f1_lo, f1_hi = bootstrap_ci(macro_f1, len(true), n_boot, seed)
+    per_class = f1_score(true, pred, labels=labels, average=None, zero_division=0) if len(true) else np.zeros(len(labels))
+    cm = confusion_matrix(true, pred, labels=labels + [invalid]) if len(true) else np.zeros((len(labels) + 1,) * 2)
+    return {
+        "n": int(len(true)),
+        "n_invalid": int((pred == invalid).sum()),
+        "accuracy": float(correct.mean()) if len(true) else float("nan"),
+        "accuracy_ci": [acc_lo, acc_hi],
+        "macro_f1": macro_f1(np.arange(len(true))) if len(true) else float("nan"),
+        "macro_f1_ci": [f1_lo, f1_hi],
+        "per_class_f1": {label: float(v) for label, v in zip(labels, per_class)},
+        "labels": labels,
+        # rows: gold label, columns: predicted label (+ "<invalid>"); the gold row for <invalid> is dropped
+        "confusion": np.asarray(cm)[: len(labels)].astype(int).tolist(),
+    }
+
+
+def paired_difference_ci(correct_a: Sequence[float], correct_b: Sequence[float], n_boot: int = 1000,
+                         seed: int = 0) -> dict[str, float]:
+    """Mean of a - b over the same test items, with a paired bootstrap 95% interval."""
+    a, b = np.asarray(correct_a, float), np.asarray(correct_b, float)
+    if a.shape != b.shape:
+        raise ValueError("paired difference needs the same test items on both sides")
+    diff = a - b
+    lo, hi = bootstrap_ci(lambda idx: float(diff[idx].mean()), len(diff), n_boot, seed)
+    return {"diff": float(diff.mean()) if diff.size else float("nan"), "ci_low": lo, "ci_high": hi}

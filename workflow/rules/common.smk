@@ -1,0 +1,108 @@
+# Config-derived lists and input functions. Rules hold no logic beyond calls to these.
+import re
+
+from explainbench.workflow import (
+    condition_names,
+    demo_data_names,
+    demo_model_names,
+    parse_condition,
+)
+
+NAME = r"[A-Za-z0-9][A-Za-z0-9_-]*"
+DATASETS = config["datasets"]
+MODELS = config["models"]
+
+
+wildcard_constraints:
+    dataset=NAME,
+    model=NAME,
+    encoder=NAME,
+    shots=r"\d+",
+    seed=r"\d+",
+    split="train|dev|test",
+    condition=r"none|human|llm-[A-Za-z0-9][A-Za-z0-9_-]*-\d+shot",
+    demo_data="|".join(demo_data_names()),
+    demo_model="|".join(re.escape(n) for n in demo_model_names()),
+
+
+# ----------------------------------------------------------------------------- lookups
+def model_spec(name):
+    return MODELS[name]
+
+
+def model_files(name):
+    """A model's local folder is an input (so the demo models get built); hub ids are not."""
+    path = MODELS[name]["path"]
+    if path.startswith("resources/models/") or os.path.exists(path):
+        return [path]
+    return []
+
+
+def dataset_file(name):
+    spec = DATASETS[name]
+    return [] if spec["format"] == "hub" or not (spec["path"].startswith("resources/") or os.path.exists(spec["path"])) else [spec["path"]]
+
+
+def split_file(dataset, split):
+    return f"results/data/{dataset}/{split}.jsonl"
+
+
+def model_gpus(name):
+    """GPUs a model's jobs ask for: its tensor-parallel size on GPU clusters, none on CPU."""
+    return MODELS[name]["tensor_parallel_size"] if config["slurm"]["gpu_rules_use_gpus"] else 0
+
+
+def first_explain_seed():
+    return config["explain"]["seeds"][0]
+
+
+def explanation_file(dataset, condition, split):
+    """The explanation file a condition reads (llm conditions only)."""
+    model, shots = parse_condition(condition)
+    return f"results/explanations/{dataset}/{model}/{shots}shot/seed{first_explain_seed()}/{split}.jsonl"
+
+
+def condition_inputs(wc, splits):
+    if wc.condition in ("none", "human"):
+        return []
+    return [explanation_file(wc.dataset, wc.condition, s) for s in splits]
+
+
+# ----------------------------------------------------------------------------- targets
+def explanation_targets():
+    e = config["explain"]
+    return expand("results/quality/{dataset}/{model}/{shots}shot/seed{seed}/corpus.csv",
+                  dataset=e["datasets"], model=e["explainers"], shots=e["shots"], seed=e["seeds"])
+
+
+def finetune_targets():
+    f = config["finetune"]
+    return [f"results/finetune/{d}/{enc}/{cond}/seed{seed}/metrics.json"
+            for d in f["datasets"] for enc in f["encoders"]
+            for cond in condition_names(config, d, f["conditions"]) for seed in f["seeds"]]
+
+
+def zeroshot_targets():
+    z = config["zeroshot"]
+    return [f"results/zeroshot/{d}/{m}/{cond}/metrics.json"
+            for d in z["datasets"] for m in z["classifiers"]
+            for cond in condition_names(config, d, z["conditions"])]
+
+
+def plr_zeroshot_models(dataset):
+    """LLMs whose zero-shot accuracy is drawn against a PLR curve."""
+    p = config["plr"]
+    own = [m for m in p["models"] if MODELS[m]["kind"] == "causal"]
+    return list(dict.fromkeys(own + p["zeroshot_models"]))
+
+
+def plr_targets():
+    p = config["plr"]
+    return (expand("results/plr/{dataset}/{model}/curve.csv", dataset=p["datasets"], model=p["models"])
+            + expand("results/plr/{dataset}/{model}/phrases.csv", dataset=p["datasets"], model=p["models"])
+            + [f"results/zeroshot/{d}/{m}/none/metrics.json" for d in p["datasets"] for m in plr_zeroshot_models(d)])
+
+
+def all_targets():
+    return ["results/tables/explanation_quality.csv", "results/tables/classification.csv",
+            "results/tables/plr_learning_curves.csv"]

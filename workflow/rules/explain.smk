@@ -1,0 +1,30 @@
+# Study 1, part 1: an LLM writes a natural-language explanation for each example,
+# zero-shot or with k demonstrations (drawn, seeded and label-balanced, from train).
+# One job per dataset x explainer x shots x seed x split; chunked and resumable.
+
+
+rule explain:
+    input:
+        examples=lambda wc: split_file(wc.dataset, wc.split),
+        train=lambda wc: split_file(wc.dataset, "train"),
+        model=lambda wc: model_files(wc.model),
+    output:
+        explanations="results/explanations/{dataset}/{model}/{shots}shot/seed{seed}/{split}.jsonl",
+    params:
+        model=lambda wc: model_spec(wc.model),
+        dataset=lambda wc: DATASETS[wc.dataset],
+        prompts=config["prompts_dir"],
+        settings=lambda wc: {k: config["explain"][k] for k in ("show_label", "max_new_tokens", "temperature", "chunk_size")},
+    log:
+        "logs/explain/{dataset}/{model}/{shots}shot/seed{seed}/{split}.log",
+    benchmark:
+        "benchmarks/results/explain/{dataset}/{model}/{shots}shot/seed{seed}/{split}.tsv"
+    threads: 2
+    resources:
+        gpu=lambda wc: model_gpus(wc.model),
+        mem_mb=8000,
+        runtime=240,
+    conda:
+        "../../envs/engines.yaml"
+    script:
+        "../../scripts/explain.py"

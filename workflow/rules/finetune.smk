@@ -1,0 +1,33 @@
+# Study 1, part 2a: fine-tune encoder PLMs on premise + hypothesis (+ explanation), for the
+# conditions none / human / llm-<explainer>-<k>shot, several seeds. The same explanation
+# source is used for train, dev and test.
+
+
+rule finetune:
+    input:
+        train=lambda wc: split_file(wc.dataset, "train"),
+        dev=lambda wc: split_file(wc.dataset, "dev"),
+        test=lambda wc: split_file(wc.dataset, "test"),
+        explanations=lambda wc: condition_inputs(wc, ["train", "dev", "test"]),
+        model=lambda wc: model_files(wc.encoder),
+    output:
+        metrics="results/finetune/{dataset}/{encoder}/{condition}/seed{seed}/metrics.json",
+        predictions="results/finetune/{dataset}/{encoder}/{condition}/seed{seed}/predictions.csv",
+    params:
+        model=lambda wc: model_spec(wc.encoder),
+        dataset=lambda wc: DATASETS[wc.dataset],
+        settings=lambda wc: {k: v for k, v in config["finetune"].items() if k not in ("datasets", "encoders", "seeds", "conditions")},
+        bootstrap=config["report"]["bootstrap"],
+    log:
+        "logs/finetune/{dataset}/{encoder}/{condition}/seed{seed}.log",
+    benchmark:
+        "benchmarks/results/finetune/{dataset}/{encoder}/{condition}/seed{seed}.tsv"
+    threads: 2
+    resources:
+        gpu=lambda wc: 1 if config["slurm"]["gpu_rules_use_gpus"] else 0,
+        mem_mb=8000,
+        runtime=240,
+    conda:
+        "../../envs/engines.yaml"
+    script:
+        "../../scripts/finetune.py"

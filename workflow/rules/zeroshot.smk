@@ -1,0 +1,31 @@
+# Study 1, part 2b (and the Study 2 baseline): an LLM classifies zero-shot, with no / human /
+# LLM explanation in the prompt. The answer is read from the label tokens' log-probabilities.
+
+
+rule zeroshot:
+    input:
+        test=lambda wc: split_file(wc.dataset, "test"),
+        explanations=lambda wc: condition_inputs(wc, ["test"]),
+        model=lambda wc: model_files(wc.model),
+    output:
+        predictions="results/zeroshot/{dataset}/{model}/{condition}/predictions.csv",
+        metrics="results/zeroshot/{dataset}/{model}/{condition}/metrics.json",
+    params:
+        model=lambda wc: model_spec(wc.model),
+        dataset=lambda wc: DATASETS[wc.dataset],
+        verbalizer=lambda wc: config["zeroshot"]["verbalizers"].get(wc.dataset, {}),
+        prompts=config["prompts_dir"],
+        bootstrap=config["report"]["bootstrap"],
+    log:
+        "logs/zeroshot/{dataset}/{model}/{condition}.log",
+    benchmark:
+        "benchmarks/results/zeroshot/{dataset}/{model}/{condition}.tsv"
+    threads: 2
+    resources:
+        gpu=lambda wc: model_gpus(wc.model),
+        mem_mb=8000,
+        runtime=120,
+    conda:
+        "../../envs/engines.yaml"
+    script:
+        "../../scripts/zeroshot.py"
