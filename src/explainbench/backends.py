@@ -217,10 +217,16 @@ class TransformersBackend(Backend):
         return outs
 
     def label_logprobs(self, prompts, options):
-        torch = self.torch
         opts = [self.option_ids(o) for o in options]
+        if all(len(o) == 1 for o in opts):  # one forward pass a prompt scores every one-token option
+            return self._next_token_logprobs(prompts, [o[0] for o in opts])
+        return self._sequence_logprobs(prompts, opts)
+
+    def _sequence_logprobs(self, prompts, opts: list[list[int]]) -> np.ndarray:
+        """Log-probability of each option's token ids after each prompt, one sequence per pair."""
+        torch = self.torch
         pairs = [(i, j, self.encode(p) + o) for i, p in enumerate(prompts) for j, o in enumerate(opts)]
-        scores = np.zeros((len(prompts), len(options)))
+        scores = np.zeros((len(prompts), len(opts)))
         for batch in self._batches(pairs):
             ids, mask = self._pad_left([seq for _, _, seq in batch])
             with torch.no_grad():
@@ -231,6 +237,16 @@ class TransformersBackend(Backend):
                 targets = ids[b, -k:]
                 scores[i, j] = logp[b, -k:, :].gather(1, targets[:, None]).sum().item()
         return scores
+
+    def _next_token_logprobs(self, prompts, token_ids: list[int]) -> np.ndarray:
+        torch = self.torch
+        scores = []
+        for batch in self._batches(list(prompts)):
+            ids, mask = self._pad_left([self.encode(p) for p in batch])
+            with torch.no_grad():
+                logits = self.model(input_ids=ids, attention_mask=mask).logits[:, -1].float()
+            scores.append(torch.log_softmax(logits, dim=-1)[:, token_ids].cpu().numpy())
+        return np.concatenate(scores).astype(float) if scores else np.zeros((0, len(token_ids)))
 
     def embed(self, texts, *, pooling="last", layer=-1):
         torch = self.torch
@@ -333,6 +349,19 @@ class VLLMBackend(Backend):
         from vllm import SamplingParams
 
         opts = [self.option_ids(o) for o in options]
+        if all(len(o) == 1 for o in opts):  # one request a prompt: the next-token log-probs of the options
+            ids = [o[0] for o in opts]
+            params = SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=ids)
+            outputs = self._engine("generate").generate([{"prompt_token_ids": self.encode(p)} for p in prompts],
+                                                         params, use_tqdm=False)
+            return np.array([[out.outputs[0].logprobs[0][t].logprob for t in ids] for out in outputs], dtype=float
+                            ).reshape(len(prompts), len(ids))
+        return self._sequence_logprobs(prompts, opts)
+
+    def _sequence_logprobs(self, prompts, opts: list[list[int]]) -> np.ndarray:
+        """Log-probability of each option's token ids after each prompt, from prompt log-probs."""
+        from vllm import SamplingParams
+
         seqs = [self.encode(p) + o for p in prompts for o in opts]
         params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
         outputs = self._engine("generate").generate([{"prompt_token_ids": s} for s in seqs], params, use_tqdm=False)
@@ -344,7 +373,7 @@ class VLLMBackend(Backend):
                 entry = out.prompt_logprobs[pos]
                 total += entry[seq[pos]].logprob if entry and seq[pos] in entry else -math.inf
             scores[n] = total
-        return scores.reshape(len(prompts), len(options))
+        return scores.reshape(len(prompts), len(opts))
 
     def embed(self, texts, *, pooling="last", layer=-1):
         if layer != -1:

@@ -18,6 +18,8 @@ rule score_explanations:
         bertscore=lambda wc: model_spec(config["quality"]["bertscore"]["model"]) if config["quality"]["bertscore"]["model"] else None,
         mauve=lambda wc: model_spec(config["quality"]["mauve"]["model"]) if config["quality"]["mauve"]["model"] else None,
         prompts=config["prompts_dir"],
+        task=lambda wc: DATASETS[wc.dataset]["task"],
+        labels=lambda wc: DATASETS[wc.dataset]["labels"],
     log:
         "logs/score_explanations/{dataset}/{model}/{shots}shot/seed{seed}.log",
     benchmark:

@@ -1,0 +1,209 @@
+"""Explanation quality against human references: BLEU, ROUGE, BERTScore, MAUVE.
+
+Every function takes the generated explanations (``hyps``, one string per example) and the
+human references (``refs``, one *list* of strings per example: e-SNLI has three, HealthFC
+one). Per-example scores use all of an example's references; corpus figures carry bootstrap
+95% intervals from :mod:`explainbench.stats`.
+
+Scales are the libraries' own: BLEU 0-100 (sacrebleu), ROUGE and BERTScore 0-1, MAUVE 0-1.
+
+- BLEU (sacrebleu): sentence BLEU per example (exp smoothing, effective order), corpus BLEU
+  with one reference stream per reference slot (examples with fewer references get ``None``
+  in the missing slots, which sacrebleu skips). Its interval resamples the per-sentence
+  n-gram statistics, which is exactly how sacrebleu sums a corpus.
+- ROUGE-1/2/L (rouge-score): F-measure against each reference, best reference per type.
+- BERTScore (bert-score): P/R/F1 with a local backbone (``model_type=<path>``) and a layer;
+  with several references bert-score keeps the best over them (for P, R and F1 each).
+- MAUVE (mauve-text): on features we compute with a configured encoder through
+  :func:`explainbench.backends.load_backend` (no hub download); the human side is one
+  reference per example (the first).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from . import ExplainBenchError
+from .stats import bootstrap_ci, mean_ci
+
+log = logging.getLogger(__name__)
+
+ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
+BERTSCORE_KEYS = ("bertscore_p", "bertscore_r", "bertscore_f1")
+
+
+class QualityError(ExplainBenchError):
+    """Bad input to a quality metric; the message says which input and where."""
+
+
+def _check(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> tuple[list[str], list[list[str]]]:
+    hyps = list(hyps)
+    refs = [[r for r in group if r] for group in refs]
+    if len(hyps) != len(refs):
+        raise QualityError(f"{len(hyps)} explanations but {len(refs)} reference groups")
+    for i, group in enumerate(refs):
+        if not group:
+            raise QualityError(f"example {i}: no non-empty human reference")
+    return hyps, refs
+
+
+def summary(values: Sequence[float], n_boot: int = 1000, seed: int = 0) -> dict:
+    """Mean of per-example values with its bootstrap 95% interval (``value, ci_low, ci_high, n``)."""
+    arr = np.asarray(values, dtype=float)
+    out = mean_ci(arr, n_boot=n_boot, seed=seed)
+    return {"value": out["mean"], "ci_low": out["ci_low"], "ci_high": out["ci_high"],
+            "n": int(np.sum(~np.isnan(arr)))}
+
+
+# ============================================================================== BLEU
+
+def bleu_sentence(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> np.ndarray:
+    """Sentence BLEU (0-100) of each explanation against all of its references."""
+    from sacrebleu.metrics import BLEU
+
+    hyps, refs = _check(hyps, refs)
+    metric = BLEU(effective_order=True)  # smooth_method "exp", as sacrebleu.sentence_bleu
+    return np.array([metric.sentence_score(h, r).score for h, r in zip(hyps, refs)], dtype=float)
+
+
+def reference_streams(refs: Sequence[Sequence[str]]) -> list[list[str | None]]:
+    """Per-example reference lists -> sacrebleu's reference streams (None where an example has fewer)."""
+    width = max((len(g) for g in refs), default=0)
+    return [[g[k] if k < len(g) else None for g in refs] for k in range(width)]
+
+
+def bleu_corpus(hyps: Sequence[str], refs: Sequence[Sequence[str]], n_boot: int = 1000,
+                seed: int = 0) -> dict:
+    """Corpus BLEU (0-100) with a bootstrap 95% interval over examples."""
+    from sacrebleu.metrics import BLEU
+
+    hyps, refs = _check(hyps, refs)
+    metric = BLEU()
+    streams = reference_streams(refs)
+    value = metric.corpus_score(hyps, streams).score
+    # per-sentence sufficient statistics: corpus BLEU of a resample is BLEU of their sum
+    stats = np.asarray(metric._extract_corpus_statistics(hyps, streams), dtype=float)
+
+    def resampled(idx: np.ndarray) -> float:
+        return float(metric._compute_score_from_stats(stats[idx].sum(axis=0).tolist()).score)
+
+    lo, hi = bootstrap_ci(resampled, len(hyps), n_boot, seed)
+    return {"value": float(value), "ci_low": lo, "ci_high": hi, "n": len(hyps)}
+
+
+# ============================================================================== ROUGE
+
+def rouge(hyps: Sequence[str], refs: Sequence[Sequence[str]], use_stemmer: bool = True) -> dict[str, np.ndarray]:
+    """ROUGE-1/2/L F-measure of each explanation: the best over its references, per type."""
+    from rouge_score import rouge_scorer
+
+    hyps, refs = _check(hyps, refs)
+    scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=use_stemmer)
+    out = {t: np.zeros(len(hyps)) for t in ROUGE_TYPES}
+    for i, (h, group) in enumerate(zip(hyps, refs)):
+        scores = [scorer.score(r, h) for r in group]  # score(target, prediction)
+        for t in ROUGE_TYPES:
+            out[t][i] = max(s[t].fmeasure for s in scores)
+    return out
+
+
+# ============================================================================== BERTScore
+
+def bertscore_layers(model_path: str, num_layers: int | None) -> int:
+    """The layer BERTScore reads: the configured one, bert-score's recommendation for a model
+    it knows, else the model's last layer."""
+    if num_layers:
+        return int(num_layers)
+    from bert_score.utils import model2layers
+
+    if model_path in model2layers:
+        return model2layers[model_path]
+    config = Path(model_path) / "config.json"
+    if config.exists():
+        layers = json.loads(config.read_text()).get("num_hidden_layers")
+        if layers:
+            log.warning("BERTScore: no num_layers for %s; using its last layer (%d). Set quality.bertscore.num_layers.",
+                        model_path, layers)
+            return int(layers)
+    raise QualityError(f"BERTScore: cannot tell how many layers {model_path!r} has; set quality.bertscore.num_layers")
+
+
+def bertscore(hyps: Sequence[str], refs: Sequence[Sequence[str]], model_path: str, num_layers: int | None = None,
+              batch_size: int = 64, device: str | None = None) -> dict[str, np.ndarray]:
+    """BERTScore P/R/F1 of each explanation against all of its references (best over them)."""
+    import bert_score
+
+    hyps, refs = _check(hyps, refs)
+    layers = bertscore_layers(str(model_path), num_layers)
+    try:
+        scorer = bert_score.BERTScorer(model_type=str(model_path), num_layers=layers, batch_size=batch_size,
+                                       device=device, lang=None, idf=False, rescale_with_baseline=False)
+    except OSError as err:
+        raise QualityError(f"BERTScore: cannot load model {model_path!r}: {err}") from None
+    p, r, f = scorer.score(hyps, refs, batch_size=batch_size)
+    return {"bertscore_p": p.numpy().astype(float), "bertscore_r": r.numpy().astype(float),
+            "bertscore_f1": f.numpy().astype(float)}
+
+
+# ============================================================================== MAUVE
+
+def embed_features(spec: dict, texts: Sequence[str], pooling: str = "mean", name: str = "mauve",
+                   backend=None) -> np.ndarray:
+    """Feature vectors for MAUVE from a configured encoder (or an already loaded ``backend``)."""
+    from .backends import load_backend
+
+    owner = backend is None
+    backend = backend or load_backend(spec, name=name)
+    try:
+        return np.asarray(backend.embed(list(texts), pooling=pooling), dtype=np.float32)
+    finally:
+        if owner:
+            backend.close()
+
+
+def mauve_score(p_features: np.ndarray, q_features: np.ndarray, *, num_buckets: int | str = "auto",
+                scaling_factor: float = 5.0, seed: int = 25, **kwargs) -> float:
+    """MAUVE between two feature sets (p: human, q: model), as mauve-text computes it."""
+    import mauve
+
+    p, q = np.asarray(p_features, dtype=np.float32), np.asarray(q_features, dtype=np.float32)
+    if len(p) < 2 or len(q) < 2:
+        raise QualityError(f"MAUVE needs at least 2 texts on each side, got {len(p)} and {len(q)}")
+    out = mauve.compute_mauve(p_features=p, q_features=q, num_buckets=num_buckets,
+                              mauve_scaling_factor=scaling_factor, seed=seed, verbose=False, **kwargs)
+    return float(out.mauve)
+
+
+def mauve_corpus(p_features: np.ndarray, q_features: np.ndarray, *, n_boot: int = 100, seed: int = 0,
+                 **kwargs) -> dict:
+    """MAUVE with a bootstrap 95% interval: examples (human and model text of the same pair
+    together) are resampled and MAUVE is recomputed on each resample."""
+    p, q = np.asarray(p_features), np.asarray(q_features)
+    if len(p) != len(q):
+        raise QualityError(f"MAUVE bootstrap pairs examples: {len(p)} human but {len(q)} model features")
+    value = mauve_score(p, q, **kwargs)
+    lo, hi = bootstrap_ci(lambda idx: mauve_score(p[idx], q[idx], **kwargs), len(p), n_boot, seed)
+    return {"value": value, "ci_low": lo, "ci_high": hi, "n": len(p)}
+
+
+# ============================================================================== all together
+
+def reference_metrics(hyps: Sequence[str], refs: Sequence[Sequence[str]], *, bertscore_model: str | None = None,
+                      bertscore_layers_: int | None = None, bertscore_batch_size: int = 64,
+                      use_stemmer: bool = True) -> dict[str, np.ndarray]:
+    """Per-example BLEU, ROUGE and (with a model) BERTScore, keyed by metric name."""
+    out: dict[str, np.ndarray] = {"bleu": bleu_sentence(hyps, refs)}
+    out.update(rouge(hyps, refs, use_stemmer=use_stemmer))
+    if bertscore_model:
+        out.update(bertscore(hyps, refs, bertscore_model, bertscore_layers_, batch_size=bertscore_batch_size))
+    return out
+
+
+def corpus_summaries(per_example: dict[str, Sequence[float]], n_boot: int = 1000, seed: int = 0,
+                     skip: Callable[[str], bool] = lambda name: False) -> dict[str, dict]:
+    """Corpus mean and interval of each per-example metric (except those ``skip`` names)."""
+    return {name: summary(values, n_boot, seed) for name, values in per_example.items() if not skip(name)}
