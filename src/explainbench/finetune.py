@@ -203,7 +203,8 @@ def train_and_predict(model_path: str, labels: list[str], train: list[dict], dev
         tokenizer = AutoTokenizer.from_pretrained(model_path)
         model = AutoModelForSequenceClassification.from_pretrained(
             model_path, num_labels=len(labels), id2label=dict(enumerate(labels)),
-            label2id={l: i for i, l in enumerate(labels)}, ignore_mismatched_sizes=True)
+            label2id={l: i for i, l in enumerate(labels)}, ignore_mismatched_sizes=True,
+            dtype=torch.float32)  # float32 master weights; bfloat16 autocast on a GPU
     except OSError as err:
         raise FinetuneError(f"cannot load encoder {model_path!r}: {err}") from None
     if tokenizer.pad_token is None:
