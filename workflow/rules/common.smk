@@ -52,6 +52,13 @@ def model_gpus(name):
     return MODELS[name]["tensor_parallel_size"] if config["slurm"]["gpu_rules_use_gpus"] else 0
 
 
+def prompt_file(dataset, stage):
+    """The prompt template a stage uses for a dataset (an input, so editing it re-runs the stage)."""
+    from explainbench.prompts import template_path
+
+    return str(template_path(config["prompts_dir"], stage, dataset, DATASETS[dataset]["task"]))
+
+
 def first_explain_seed():
     return config["explain"]["seeds"][0]
 

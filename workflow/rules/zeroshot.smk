@@ -6,6 +6,7 @@ rule zeroshot:
     input:
         test=lambda wc: split_file(wc.dataset, "test"),
         explanations=lambda wc: condition_inputs(wc, ["test"]),
+        template=lambda wc: prompt_file(wc.dataset, "classify"),
         model=lambda wc: model_files(wc.model),
     output:
         predictions="results/zeroshot/{dataset}/{model}/{condition}/predictions.csv",
@@ -15,6 +16,7 @@ rule zeroshot:
         dataset=lambda wc: DATASETS[wc.dataset],
         verbalizer=lambda wc: config["zeroshot"]["verbalizers"].get(wc.dataset, {}),
         prompts=config["prompts_dir"],
+        settings={k: config["zeroshot"][k] for k in ("min_label_mass", "batch_size")},
         bootstrap=config["report"]["bootstrap"],
     log:
         "logs/zeroshot/{dataset}/{model}/{condition}.log",

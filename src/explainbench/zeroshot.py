@@ -1,0 +1,188 @@
+"""Zero-shot classification by an LLM, with or without an explanation in the prompt.
+
+The answer is read from the log-probabilities of the label words (the verbalizers) as the
+continuation of the prompt, through any :class:`explainbench.backends.Backend` (vLLM,
+transformers, OpenAI-compatible), never by parsing generated text. The prompt comes from
+``<prompts_dir>/<task>/classify.yaml`` (or a dataset's own ``<prompts_dir>/<dataset>/classify.yaml``)::
+
+    system: ...                     # optional
+    user: ...                       # {premise} {hypothesis} / {text}, {options}
+    user_with_explanation: ...      # the same, plus {explanation}
+    answer_prefix: "Answer:"        # the assistant's answer starts with this; the label word follows
+
+With an ``answer_prefix`` the chat messages are rendered (the model's chat template when it
+has one) and the prefix is appended, so the label word is the very next token(s); label
+words are scored with a leading space unless the prefix ends in whitespace. Without a
+prefix the messages go to the backend as they are and the words are scored bare (the start
+of the assistant's turn).
+
+An example whose label words get no finite score, or whose total label probability is
+below ``min_label_mass``, has no valid prediction: it counts as wrong and is reported in
+``n_invalid``, never dropped.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from . import ExplainBenchError
+from .prompts import PromptError, fill, load_template
+
+log = logging.getLogger(__name__)
+
+STAGE = "classify"
+
+
+class ZeroShotError(ExplainBenchError):
+    """Bad zero-shot settings (verbalizers, templates)."""
+
+
+def verbalizers(labels: Sequence[str], mapping: dict | None, dataset: str = "<dataset>") -> dict[str, str]:
+    """label -> answer word: config ``zeroshot.verbalizers[dataset]``, else the label name itself."""
+    mapping = dict(mapping or {})
+    unknown = sorted(set(mapping) - set(labels))
+    if unknown:
+        raise ZeroShotError(f"config key zeroshot.verbalizers.{dataset}: unknown label(s) {unknown}; labels: {list(labels)}")
+    words = {label: str(mapping.get(label, label)).strip() for label in labels}
+    empty = [label for label, w in words.items() if not w]
+    if empty:
+        raise ZeroShotError(f"config key zeroshot.verbalizers.{dataset}: empty word for label(s) {empty}")
+    seen: dict[str, str] = {}
+    for label, word in words.items():
+        if word.lower() in seen:
+            raise ZeroShotError(f"config key zeroshot.verbalizers.{dataset}: labels {seen[word.lower()]!r} and {label!r} "
+                                f"share the word {word!r}")
+        seen[word.lower()] = label
+    return words
+
+
+def options_text(words: Sequence[str]) -> str:
+    """``a, b or c`` (what the prompt lists as the possible answers)."""
+    words = list(words)
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def check_template(template: dict, with_explanation: bool) -> None:
+    key = "user_with_explanation" if with_explanation else "user"
+    where = template.get("__file__", "<template>")
+    if key not in template:
+        raise PromptError(f"{where}: missing key {key!r}")
+    if with_explanation and "{explanation}" not in template[key]:
+        raise PromptError(f"{where}, key {key!r}: has no {{explanation}} placeholder")
+
+
+def build_messages(record: dict, template: dict, words: dict[str, str], with_explanation: bool) -> list[dict]:
+    """The chat messages of one example."""
+    key = "user_with_explanation" if with_explanation else "user"
+    # the gold label is never a prompt value: a template that asks for {label} is an error
+    values = {k: v for k, v in record.items() if isinstance(v, str) and k != "label"}
+    values["options"] = options_text(list(words.values()))
+    messages = []
+    if template.get("system"):
+        messages.append({"role": "system", "content": fill(template, "system", **values).strip()})
+    messages.append({"role": "user", "content": fill(template, key, **values).strip()})
+    return messages
+
+
+def answer_options(template: dict, words: dict[str, str]) -> list[str]:
+    """The continuations scored for each label, spaced to follow the answer prefix naturally."""
+    prefix = template.get("answer_prefix") or ""
+    space = "" if not prefix or prefix[-1].isspace() else " "
+    return [space + w for w in words.values()]
+
+
+def build_prompts(backend, records: list[dict], template: dict, words: dict[str, str],
+                  with_explanation: bool) -> list:
+    """One prompt per record: a rendered string ending in the answer prefix, or chat messages."""
+    check_template(template, with_explanation)
+    prefix = template.get("answer_prefix") or ""
+    prompts = []
+    for rec in records:
+        messages = build_messages(rec, template, words, with_explanation)
+        prompts.append(backend.render(messages) + prefix if prefix else messages)
+    return prompts
+
+
+def decide(scores: np.ndarray, labels: Sequence[str], min_label_mass: float = 0.0):
+    """Predictions from (n, k) label log-probabilities.
+
+    Returns (predictions with None for invalid, probabilities over the labels (n, k),
+    label mass: the total probability of the label words).
+    """
+    scores = np.asarray(scores, dtype=float)
+    preds: list[str | None] = []
+    probs = np.full(scores.shape, np.nan)
+    mass = np.zeros(len(scores))
+    for i, row in enumerate(scores):
+        finite = np.isfinite(row)
+        if not finite.any():
+            preds.append(None)
+            continue
+        top = np.max(row[finite])
+        exp = np.where(finite, np.exp(np.where(finite, row, top) - top), 0.0)
+        probs[i] = exp / exp.sum()
+        mass[i] = float(np.exp(top) * exp.sum())
+        preds.append(labels[int(np.argmax(np.where(finite, row, -np.inf)))] if mass[i] >= min_label_mass else None)
+    return preds, probs, mass
+
+
+def classify(backend, records: list[dict], template: dict, words: dict[str, str], *, with_explanation: bool,
+             min_label_mass: float = 0.0, batch_size: int = 256):
+    """Label log-probabilities for every record, in batches (progress logged); see :func:`decide`."""
+    labels = list(words)
+    options = answer_options(template, words)
+    prompts = build_prompts(backend, records, template, words, with_explanation)
+    log.info("first prompt: %r; answer options: %r", prompts[0] if prompts else None, options)
+    t0 = time.time()
+    parts = []
+    for start in range(0, len(prompts), batch_size):
+        parts.append(np.asarray(backend.label_logprobs(prompts[start:start + batch_size], options), dtype=float))
+        done = min(start + batch_size, len(prompts))
+        log.info("scored %d/%d examples (%.0fs)", done, len(prompts), time.time() - t0)
+    scores = np.concatenate(parts) if parts else np.zeros((0, len(labels)))
+    return decide(scores, labels, min_label_mass)
+
+
+def run_zeroshot(*, test_path, condition: str, explanation_path, model_spec: dict, model_name: str,
+                 dataset_spec: dict, dataset: str, prompts_dir, verbalizer: dict | None, settings: dict | None,
+                 n_boot: int, metrics_path, predictions_path, backend=None) -> dict:
+    """The whole rule: read the test split with its explanations, classify, write both outputs."""
+    from .backends import load_backend
+    from .conditions import load_split
+    from .data import write_json
+    from .predictions import metrics_record, predictions_frame, write_csv
+
+    settings = settings or {}
+    test = load_split(test_path, condition, explanation_path)
+    labels = list(dataset_spec["labels"])
+    words = verbalizers(labels, verbalizer, dataset)
+    template = load_template(prompts_dir, STAGE, dataset, dataset_spec.get("task", "nli"))
+    own = backend is None
+    backend = backend or load_backend(model_spec, model_name)
+    t0 = time.time()
+    try:
+        preds, probs, mass = classify(backend, test, template, words, with_explanation=condition != "none",
+                                      min_label_mass=float(settings.get("min_label_mass", 0.0)),
+                                      batch_size=int(settings.get("batch_size", 256)))
+    finally:
+        if own:
+            backend.close()
+    n_invalid = sum(p is None for p in preds)
+    if n_invalid:
+        log.warning("%d of %d examples have no valid label (counted wrong)", n_invalid, len(preds))
+    metrics = metrics_record(dataset=dataset, classifier=model_name, method="zeroshot", condition=condition, seed=None,
+                             model_path=model_spec["path"], gold=[r["label"] for r in test], preds=preds,
+                             labels=labels, n_boot=n_boot, verbalizers=words,
+                             template=str(Path(template["__file__"])),
+                             mean_label_mass=float(np.mean(mass)) if len(mass) else math.nan,
+                             seconds=round(time.time() - t0, 1))
+    write_csv(predictions_frame(test, preds, labels, probs), predictions_path)
+    write_json(metrics, metrics_path)
+    log.info("%s on %s (%s): accuracy %.4f, macro-F1 %.4f, %d invalid", model_name, dataset, condition,
+             metrics["accuracy"], metrics["macro_f1"], n_invalid)
+    return metrics

