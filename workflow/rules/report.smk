@@ -1,12 +1,27 @@
-# Results people can read: tidy tables (CSV + Markdown) and plots for both studies.
+# Results people can read: tidy tables (CSV + Markdown + HTML) and plots for both studies,
+# assembled with captions by `snakemake --report results/report.html`.
+# Every table row names its source run: CONFIG_HASH (common.smk), model path, seed, file.
+
+report: "../report/workflow.rst"
+
+MODEL_PATHS = {name: spec["path"] for name, spec in MODELS.items()}
+
+
+def predictions_of(metrics_files):
+    """The predictions.csv beside each metrics.json (the paired differences read them)."""
+    return [f.replace("metrics.json", "predictions.csv") for f in metrics_files]
 
 
 rule quality_table:
     input:
         corpus=explanation_targets(),
     output:
-        csv=report("results/tables/explanation_quality.csv", caption="../report/explanation_quality.rst", category="Study 1: explanations"),
+        csv=report("results/tables/explanation_quality.csv", caption="../report/explanation_quality.rst", category="Study 1 - explanations", labels={"table": "explanation quality", "format": "CSV"}),
         md="results/tables/explanation_quality.md",
+        html=report("results/tables/explanation_quality.html", caption="../report/explanation_quality.rst", category="Study 1 - explanations", labels={"table": "explanation quality", "format": "HTML"}),
+    params:
+        config_hash=CONFIG_HASH,
+        model_paths=MODEL_PATHS,
     log:
         "logs/report/quality_table.log",
     benchmark:
@@ -21,11 +36,14 @@ rule classification_table:
     input:
         finetune=finetune_targets(),
         zeroshot=zeroshot_targets(),
+        predictions=predictions_of(finetune_targets() + zeroshot_targets()),
     output:
-        csv=report("results/tables/classification.csv", caption="../report/classification.rst", category="Study 1: classification"),
+        csv=report("results/tables/classification.csv", caption="../report/classification.rst", category="Study 1 - classification", labels={"table": "classification", "format": "CSV"}),
         md="results/tables/classification.md",
+        html=report("results/tables/classification.html", caption="../report/classification.rst", category="Study 1 - classification", labels={"table": "classification", "format": "HTML"}),
     params:
         bootstrap=config["report"]["bootstrap"],
+        config_hash=CONFIG_HASH,
     log:
         "logs/report/classification_table.log",
     benchmark:
@@ -42,8 +60,14 @@ rule plr_table:
         phrases=expand("results/plr/{dataset}/{model}/phrases.csv", dataset=config["plr"]["datasets"], model=config["plr"]["models"]),
         zeroshot=[f"results/zeroshot/{d}/{m}/none/metrics.json" for d in config["plr"]["datasets"] for m in plr_zeroshot_models(d)],
     output:
-        csv=report("results/tables/plr_learning_curves.csv", caption="../report/plr.rst", category="Study 2: PLR"),
+        csv=report("results/tables/plr_learning_curves.csv", caption="../report/plr.rst", category="Study 2 - PLR", labels={"table": "PLR learning curves", "format": "CSV"}),
         md="results/tables/plr_learning_curves.md",
+        html=report("results/tables/plr_learning_curves.html", caption="../report/plr.rst", category="Study 2 - PLR", labels={"table": "PLR learning curves", "format": "HTML"}),
+    params:
+        config_hash=CONFIG_HASH,
+        model_paths=MODEL_PATHS,
+        seed=config["plr"]["seed"],
+        top_phrases=config["report"]["top_phrases"],
     log:
         "logs/report/plr_table.log",
     benchmark:
@@ -52,3 +76,51 @@ rule plr_table:
         "../../envs/report.yaml"
     script:
         "../../scripts/plr_table.py"
+
+
+rule plot_learning_curves:
+    input:
+        table="results/tables/plr_learning_curves.csv",
+    output:
+        png=report("results/plots/learning_curves_{dataset}.png", caption="../report/learning_curves.rst", category="Study 2 - PLR", labels={"figure": "learning curves", "dataset": "{dataset}"}),
+        svg="results/plots/learning_curves_{dataset}.svg",
+    log:
+        "logs/report/plot_learning_curves/{dataset}.log",
+    benchmark:
+        "benchmarks/results/report/plot_learning_curves/{dataset}.tsv"
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../../scripts/plot_learning_curves.py"
+
+
+rule plot_classification:
+    input:
+        table="results/tables/classification.csv",
+    output:
+        png=report("results/plots/classification_{dataset}.png", caption="../report/classification_plot.rst", category="Study 1 - classification", labels={"figure": "classification by condition", "dataset": "{dataset}"}),
+        svg="results/plots/classification_{dataset}.svg",
+    log:
+        "logs/report/plot_classification/{dataset}.log",
+    benchmark:
+        "benchmarks/results/report/plot_classification/{dataset}.tsv"
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../../scripts/plot_classification.py"
+
+
+rule plot_quality_heatmap:
+    input:
+        table="results/tables/explanation_quality.csv",
+    output:
+        png=report("results/plots/quality_heatmap_{model}.png", caption="../report/quality_heatmap.rst", category="Study 1 - explanations", labels={"figure": "quality heat map", "explainer": "{model}"}),
+        svg="results/plots/quality_heatmap_{model}.svg",
+    log:
+        "logs/report/plot_quality_heatmap/{model}.log",
+    benchmark:
+        "benchmarks/results/report/plot_quality_heatmap/{model}.tsv"
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../../scripts/plot_quality_heatmap.py"
