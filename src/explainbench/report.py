@@ -245,7 +245,9 @@ def read_run(metrics_path: str | Path) -> tuple[dict, pd.DataFrame]:
     m = _read_json(metrics_path, METRICS_KEYS)
     if m["method"] not in ("finetune", "zeroshot"):
         raise ReportError(f"{metrics_path}, field 'method': {m['method']!r}; expected 'finetune' or 'zeroshot'")
-    if m["seed"] is not None and not isinstance(m["seed"], int):
+    if isinstance(m["seed"], str) and m["seed"].strip().isdigit():
+        m["seed"] = int(m["seed"])  # a seed taken from a wildcard may arrive as text
+    if m["seed"] is not None and (not isinstance(m["seed"], int) or isinstance(m["seed"], bool)):
         raise ReportError(f"{metrics_path}, field 'seed': {m['seed']!r}; expected an integer or null")
     for key in ("accuracy", "macro_f1", "n", "n_invalid"):
         if not isinstance(m[key], (int, float)) or isinstance(m[key], bool):

@@ -16,9 +16,9 @@ rule quality_table:
     input:
         corpus=explanation_targets(),
     output:
-        csv=report("results/tables/explanation_quality.csv", caption="../report/explanation_quality.rst", category="Study 1 - explanations", labels={"table": "explanation quality", "format": "CSV"}),
+        csv=report("results/tables/explanation_quality.csv", caption="../report/explanation_quality.rst", category="Study 1 - explanations", labels={"item": "table: explanation quality", "format": "CSV"}),
         md="results/tables/explanation_quality.md",
-        html=report("results/tables/explanation_quality.html", caption="../report/explanation_quality.rst", category="Study 1 - explanations", labels={"table": "explanation quality", "format": "HTML"}),
+        html=report("results/tables/explanation_quality.html", caption="../report/explanation_quality.rst", category="Study 1 - explanations", labels={"item": "table: explanation quality", "format": "HTML"}),
     params:
         config_hash=CONFIG_HASH,
         model_paths=MODEL_PATHS,
@@ -38,9 +38,9 @@ rule classification_table:
         zeroshot=zeroshot_targets(),
         predictions=predictions_of(finetune_targets() + zeroshot_targets()),
     output:
-        csv=report("results/tables/classification.csv", caption="../report/classification.rst", category="Study 1 - classification", labels={"table": "classification", "format": "CSV"}),
+        csv=report("results/tables/classification.csv", caption="../report/classification.rst", category="Study 1 - classification", labels={"item": "table: classification by condition", "format": "CSV"}),
         md="results/tables/classification.md",
-        html=report("results/tables/classification.html", caption="../report/classification.rst", category="Study 1 - classification", labels={"table": "classification", "format": "HTML"}),
+        html=report("results/tables/classification.html", caption="../report/classification.rst", category="Study 1 - classification", labels={"item": "table: classification by condition", "format": "HTML"}),
     params:
         bootstrap=config["report"]["bootstrap"],
         config_hash=CONFIG_HASH,
@@ -60,9 +60,9 @@ rule plr_table:
         phrases=expand("results/plr/{dataset}/{model}/phrases.csv", dataset=config["plr"]["datasets"], model=config["plr"]["models"]),
         zeroshot=[f"results/zeroshot/{d}/{m}/none/metrics.json" for d in config["plr"]["datasets"] for m in plr_zeroshot_models(d)],
     output:
-        csv=report("results/tables/plr_learning_curves.csv", caption="../report/plr.rst", category="Study 2 - PLR", labels={"table": "PLR learning curves", "format": "CSV"}),
+        csv=report("results/tables/plr_learning_curves.csv", caption="../report/plr.rst", category="Study 2 - PLR", labels={"item": "table: PLR learning curves", "format": "CSV"}),
         md="results/tables/plr_learning_curves.md",
-        html=report("results/tables/plr_learning_curves.html", caption="../report/plr.rst", category="Study 2 - PLR", labels={"table": "PLR learning curves", "format": "HTML"}),
+        html=report("results/tables/plr_learning_curves.html", caption="../report/plr.rst", category="Study 2 - PLR", labels={"item": "table: PLR learning curves", "format": "HTML"}),
     params:
         config_hash=CONFIG_HASH,
         model_paths=MODEL_PATHS,
@@ -82,7 +82,7 @@ rule plot_learning_curves:
     input:
         table="results/tables/plr_learning_curves.csv",
     output:
-        png=report("results/plots/learning_curves_{dataset}.png", caption="../report/learning_curves.rst", category="Study 2 - PLR", labels={"figure": "learning curves", "dataset": "{dataset}"}),
+        png=report("results/plots/learning_curves_{dataset}.png", caption="../report/learning_curves.rst", category="Study 2 - PLR", labels={"item": "figure: learning curves, {dataset}", "format": "PNG"}),
         svg="results/plots/learning_curves_{dataset}.svg",
     log:
         "logs/report/plot_learning_curves/{dataset}.log",
@@ -98,7 +98,7 @@ rule plot_classification:
     input:
         table="results/tables/classification.csv",
     output:
-        png=report("results/plots/classification_{dataset}.png", caption="../report/classification_plot.rst", category="Study 1 - classification", labels={"figure": "classification by condition", "dataset": "{dataset}"}),
+        png=report("results/plots/classification_{dataset}.png", caption="../report/classification_plot.rst", category="Study 1 - classification", labels={"item": "figure: classification by condition, {dataset}", "format": "PNG"}),
         svg="results/plots/classification_{dataset}.svg",
     log:
         "logs/report/plot_classification/{dataset}.log",
@@ -114,7 +114,7 @@ rule plot_quality_heatmap:
     input:
         table="results/tables/explanation_quality.csv",
     output:
-        png=report("results/plots/quality_heatmap_{model}.png", caption="../report/quality_heatmap.rst", category="Study 1 - explanations", labels={"figure": "quality heat map", "explainer": "{model}"}),
+        png=report("results/plots/quality_heatmap_{model}.png", caption="../report/quality_heatmap.rst", category="Study 1 - explanations", labels={"item": "figure: explanation quality, {model}", "format": "PNG"}),
         svg="results/plots/quality_heatmap_{model}.svg",
     log:
         "logs/report/plot_quality_heatmap/{model}.log",
