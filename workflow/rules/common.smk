@@ -14,6 +14,7 @@ CONFIG_HASH = config_hash(config)  # names the config of every report table row
 NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 DATASETS = config["datasets"]
 MODELS = config["models"]
+MODEL_PATHS = {name: spec["path"] for name, spec in MODELS.items()}  # report rows name their model
 
 
 wildcard_constraints:
@@ -104,6 +105,11 @@ def plr_targets():
     return (expand("results/plr/{dataset}/{model}/curve.csv", dataset=p["datasets"], model=p["models"])
             + expand("results/plr/{dataset}/{model}/phrases.csv", dataset=p["datasets"], model=p["models"])
             + [f"results/zeroshot/{d}/{m}/none/metrics.json" for d in p["datasets"] for m in plr_zeroshot_models(d)])
+
+
+def predictions_of(metrics_files):
+    """The predictions.csv beside each metrics.json (the report's paired differences read them)."""
+    return [f.replace("metrics.json", "predictions.csv") for f in metrics_files]
 
 
 def plot_targets():

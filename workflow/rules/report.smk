@@ -1,16 +1,8 @@
 # Results people can read: tidy tables (CSV + Markdown + HTML) and plots for both studies,
 # assembled with captions by `snakemake --report results/report.html`.
-# Every table row names its source run: CONFIG_HASH (common.smk), model path, seed, file.
+# Every table row names its source run: CONFIG_HASH and MODEL_PATHS (common.smk), seed, file.
 
 report: "../report/workflow.rst"
-
-MODEL_PATHS = {name: spec["path"] for name, spec in MODELS.items()}
-
-
-def predictions_of(metrics_files):
-    """The predictions.csv beside each metrics.json (the paired differences read them)."""
-    return [f.replace("metrics.json", "predictions.csv") for f in metrics_files]
-
 
 rule quality_table:
     input:
