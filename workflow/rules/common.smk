@@ -7,10 +7,14 @@ from explainbench.workflow import (
     demo_model_names,
     parse_condition,
 )
+from explainbench.provenance import config_hash
+
+CONFIG_HASH = config_hash(config)  # names the config of every report table row
 
 NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 DATASETS = config["datasets"]
 MODELS = config["models"]
+MODEL_PATHS = {name: spec["path"] for name, spec in MODELS.items()}  # report rows name their model
 
 
 wildcard_constraints:
@@ -110,6 +114,21 @@ def plr_targets():
             + [f"results/zeroshot/{d}/{m}/none/metrics.json" for d in p["datasets"] for m in plr_zeroshot_models(d)])
 
 
+def predictions_of(metrics_files):
+    """The predictions.csv beside each metrics.json (the report's paired differences read them)."""
+    return [f.replace("metrics.json", "predictions.csv") for f in metrics_files]
+
+
+def plot_targets():
+    """Learning curves per PLR dataset, classification per classified dataset, a heat map per explainer."""
+    e, p, f, z = (config[k] for k in ("explain", "plr", "finetune", "zeroshot"))
+    classified = [d for d in f["datasets"] if f["encoders"]] + [d for d in z["datasets"] if z["classifiers"]]
+    names = ([f"learning_curves_{d}" for d in p["datasets"] if p["models"]]
+             + [f"classification_{d}" for d in dict.fromkeys(classified)]
+             + [f"quality_heatmap_{m}" for m in e["explainers"] if e["datasets"]])
+    return [f"results/plots/{n}.{ext}" for n in names for ext in ("png", "svg")]
+
+
 def all_targets():
     return ["results/tables/explanation_quality.csv", "results/tables/classification.csv",
-            "results/tables/plr_learning_curves.csv"]
+            "results/tables/plr_learning_curves.csv"] + plot_targets()

@@ -1,0 +1,149 @@
+"""Figures for both research questions, drawn from the report tables (never from raw files,
+so a figure always shows exactly what its table says). Each is saved as PNG and SVG.
+
+- :func:`plot_learning_curves`: PLR accuracy over examples per class for one dataset, one
+  line per embedding model with a band of ±1 standard deviation over draws, and a horizontal
+  line per LLM at its zero-shot accuracy.
+- :func:`plot_classification`: accuracy by explanation condition for one dataset with 95%
+  intervals, and the paired difference from ``none`` with its 95% interval.
+- :func:`plot_quality_heatmap`: for one explainer, rows dataset x shots x seed, columns the
+  explanation-quality metrics; colour is the value scaled per metric over all explainers.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a window
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .report import (METRIC_LABELS, ReportError, _condition_rank, quality_metrics_in,  # noqa: E402
+                     zeroshot_column, zeroshot_llms)
+
+DPI = 150
+
+
+def _save(fig, png: str | Path, svg: str | Path) -> None:
+    for path in (png, svg):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=DPI, bbox_inches="tight")
+    fig.savefig(svg, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _rows_for(table: pd.DataFrame, column: str, value: str, what: str, source: str) -> pd.DataFrame:
+    rows = table[table[column] == value]
+    if rows.empty:
+        raise ReportError(f"{source}: no rows with {column} = {value!r}; cannot draw {what} "
+                          f"(found {sorted(table[column].unique()) if column in table else []})")
+    return rows
+
+
+def plot_learning_curves(table: pd.DataFrame, dataset: str, png: str | Path, svg: str | Path,
+                         source: str = "PLR table") -> None:
+    rows = _rows_for(table, "dataset", dataset, "learning curves", source)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (model, g) in enumerate(rows.groupby("model", sort=True)):
+        g = g.sort_values("n_per_class")
+        x = g["n_per_class"].to_numpy(float)
+        mean = g["accuracy_mean"].to_numpy(float)
+        sd = np.nan_to_num(g["accuracy_std"].to_numpy(float))
+        c = colours[i % len(colours)]
+        ax.plot(x, mean, marker="o", color=c, label=f"PLR on {model} (mean over {int(g['n_draws'].max())} draws)")
+        ax.fill_between(x, mean - sd, mean + sd, color=c, alpha=0.2, linewidth=0)
+    for j, llm in enumerate(zeroshot_llms(rows)):
+        acc = rows[zeroshot_column(llm)].iloc[0]
+        if isinstance(acc, float) and math.isfinite(acc):
+            ax.axhline(acc, color="0.25", linestyle=["--", ":", "-."][j % 3], linewidth=1.2,
+                       label=f"{llm} zero-shot ({acc:.3f})")
+    ns = sorted(rows["n_per_class"].unique())
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ns)
+    ax.set_xticklabels([str(n) for n in ns])
+    ax.set_xlabel("labelled examples per class")
+    ax.set_ylabel("test accuracy")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(f"{dataset}: PLR learning curves (band: ±1 sd over draws)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    _save(fig, png, svg)
+
+
+def plot_classification(table: pd.DataFrame, dataset: str, png: str | Path, svg: str | Path,
+                        source: str = "classification table") -> None:
+    rows = _rows_for(table, "dataset", dataset, "classification by condition", source)
+    s = rows.drop_duplicates(["method", "classifier", "condition"])
+    conditions = sorted(s["condition"].unique(), key=_condition_rank)
+    series = list(s.groupby(["method", "classifier"], sort=True))
+    width = 0.8 / max(len(series), 1)
+    fig, (ax_acc, ax_diff) = plt.subplots(1, 2, figsize=(max(7.5, 1.6 * len(conditions) * 2), 4.2))
+    x0 = np.arange(len(conditions))
+    for i, ((method, classifier), g) in enumerate(series):
+        g = g.set_index("condition")
+        offset = (i - (len(series) - 1) / 2) * width
+        label = f"{method}: {classifier}"
+        present = [k for k, c in enumerate(conditions) if c in g.index]
+        cs = [conditions[k] for k in present]
+        x = x0[present] + offset
+        mean = g.loc[cs, "accuracy_seed_mean"].to_numpy(float)
+        lo, hi = g.loc[cs, "accuracy_seed_mean_ci_low"].to_numpy(float), g.loc[cs, "accuracy_seed_mean_ci_high"].to_numpy(float)
+        ax_acc.errorbar(x, mean, yerr=[np.nan_to_num(mean - lo), np.nan_to_num(hi - mean)], fmt="o", capsize=3, label=label)
+        d = g.loc[cs, "diff_seed_mean_vs_none"].to_numpy(float)
+        dlo, dhi = g.loc[cs, "diff_seed_mean_ci_low"].to_numpy(float), g.loc[cs, "diff_seed_mean_ci_high"].to_numpy(float)
+        keep = np.isfinite(d)
+        ax_diff.errorbar(x[keep], d[keep], yerr=[np.nan_to_num(d - dlo)[keep], np.nan_to_num(dhi - d)[keep]],
+                         fmt="s", capsize=3, label=label)
+    for ax in (ax_acc, ax_diff):
+        ax.set_xticks(x0)
+        ax.set_xticklabels(conditions, rotation=25, ha="right")
+        ax.grid(axis="y", alpha=0.3)
+    ax_acc.set_ylim(0, 1.02)
+    ax_acc.set_ylabel("test accuracy (mean over seeds, 95% CI)")
+    ax_acc.set_title("accuracy by explanation condition")
+    ax_diff.axhline(0, color="0.3", linewidth=1)
+    ax_diff.set_ylabel("accuracy minus 'none' (paired 95% CI)")
+    ax_diff.set_title("effect of the explanation")
+    ax_acc.legend(fontsize=8, loc="lower left")
+    fig.suptitle(f"{dataset}: does an explanation help the classifier?")
+    fig.tight_layout()
+    _save(fig, png, svg)
+
+
+def plot_quality_heatmap(table: pd.DataFrame, explainer: str, png: str | Path, svg: str | Path,
+                         source: str = "explanation quality table") -> None:
+    metrics = [m for m in quality_metrics_in(table) if table[m].notna().any()]
+    if not metrics:
+        raise ReportError(f"{source}: no metric columns with values; cannot draw a heat map")
+    rows = _rows_for(table, "explainer", explainer, "the quality heat map", source)
+    rows = rows.sort_values(["dataset", "shots", "seed"])
+    values = rows[metrics].to_numpy(float)
+    # Scale each metric over every explainer's rows, so colours compare across heat maps.
+    lo, hi = table[metrics].min().to_numpy(float), table[metrics].max().to_numpy(float)
+    span = np.where(hi > lo, hi - lo, np.nan)
+    scaled = np.where(np.isnan(span), 0.5, (values - lo) / np.where(np.isnan(span), 1, span))
+    scaled = np.ma.masked_invalid(np.where(np.isnan(values), np.nan, scaled))
+    labels = [f"{r.dataset} · {int(r.shots)}-shot · seed {int(r.seed)}" for r in rows.itertuples()]
+    fig, ax = plt.subplots(figsize=(1.0 * len(metrics) + 3.0, max(2.8, 0.55 * len(labels) + 1.8)))
+    cmap = plt.get_cmap("viridis").with_extremes(bad="0.85")
+    im = ax.imshow(scaled, cmap=cmap, vmin=0, vmax=1, aspect="auto")
+    for i in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            v = values[i, j]
+            text = "n/a" if np.isnan(v) else f"{v:.3g}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=8,
+                    color="black" if np.isnan(v) or scaled[i, j] > 0.6 else "white")
+    ax.set_xticks(range(len(metrics)))
+    ax.set_xticklabels([METRIC_LABELS.get(m, m) for m in metrics], rotation=35, ha="right")
+    ax.set_yticks(range(len(labels)))
+    ax.set_yticklabels(labels)
+    ax.set_title(f"Explanation quality of {explainer}")
+    bar = fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02)
+    bar.set_label("scaled per metric over all explainers\n(0 = lowest row, 1 = highest)", fontsize=8)
+    fig.tight_layout()
+    _save(fig, png, svg)
+
