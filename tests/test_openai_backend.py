@@ -242,7 +242,7 @@ def test_label_logprobs_from_top_logprobs_without_a_tokenizer(server, hf):
     """path = a served name (as for GPT-4o mini): the first answer token's top log-probabilities."""
     backend = _backend(server["base"], SERVED_NAME)
     prompt = [{"role": "user", "content": "Is the sky blue on a clear day? Answer with yes or no."}]
-    options = ["yes", "no", "maybe-not-listed-zzz"]
+    options = ["yes", "no", "qqqq"]
     got = backend.label_logprobs([prompt], options)[0]
     assert not backend._exact_logprobs
     # the same next-token distribution, computed with transformers over the full vocabulary
