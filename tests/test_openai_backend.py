@@ -52,18 +52,15 @@ def smollm2() -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def server(smollm2, tmp_path_factory):
-    """`python -m vllm.entrypoints.openai.api_server` serving SmolLM2, with an API key."""
+def _serve(model: Path, log_file: Path, *extra: str):
+    """Start `python -m vllm.entrypoints.openai.api_server` and wait until /v1/models answers."""
     pytest.importorskip("vllm")
     port = _free_port()
-    log_file = tmp_path_factory.mktemp("vllm-server") / "server.log"
     env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                VLLM_API_KEY=SECRET)  # the server reads its key from the environment, not the command line
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(smollm2),
-           "--served-model-name", str(smollm2), SERVED_NAME, "--host", "127.0.0.1", "--port", str(port),
-           "--dtype", "float32", "--max-model-len", "512", "--enforce-eager", "--gpu-memory-utilization", "0.2",
-           "--max-logprobs", "20"]
+    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
+           "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--max-model-len", "512",
+           "--enforce-eager", "--gpu-memory-utilization", "0.2", *extra]
     with open(log_file, "w") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}/v1"
@@ -90,6 +87,13 @@ def server(smollm2, tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server(smollm2, tmp_path_factory):
+    """A vLLM server of SmolLM2 (generation), with an API key, under two names: its folder and 'smollm2'."""
+    yield from _serve(smollm2, tmp_path_factory.mktemp("vllm-server") / "server.log",
+                      "--served-model-name", str(smollm2), SERVED_NAME, "--max-logprobs", "20")
 
 
 @pytest.fixture(autouse=True)
@@ -326,3 +330,29 @@ def test_concurrency_is_bounded(server, prompts):
         assert len(gens) == 6 and all(g.text for g in gens)
         assert proxy.seen == 6 and proxy.max_in_flight == 2
         backend.close()
+
+
+# ============================================================================ embeddings
+
+def test_embeddings_match_the_last_hidden_state(tmp_path_factory, monkeypatch):
+    """A pooling vLLM server of a tiny Llama: /v1/embeddings against transformers' last-token state."""
+    from explainbench.demo import build_tiny_llama
+
+    tiny = build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+    texts = ["a man is riding a red bicycle", "the film was boring and dull", "a chef is cooking pasta"]
+    serving = _serve(tiny, tmp_path_factory.mktemp("vllm-pooling") / "server.log", "--runner", "pooling",
+                     "--convert", "embed", "--pooler-config", '{"pooling_type": "LAST", "use_activation": false}')
+    pooled = next(serving)
+    monkeypatch.setattr("explainbench.openai_backend.EMBED_BATCH", 4)
+    try:
+        backend = _backend(pooled["base"], str(tiny), max_concurrency=2)
+        got = backend.embed(texts * 2)  # more texts than one request may carry, in order
+        backend.close()
+    finally:
+        serving.close()
+    want = load_backend(dict(path=str(tiny), kind="causal", backend="transformers", dtype="float32",
+                             max_model_len=512, chat_template=True), "tiny").embed(texts, pooling="last")
+    assert got.shape == (6, want.shape[1]) and got.dtype == np.float32
+    np.testing.assert_allclose(got[:3], got[3:], atol=1e-5)
+    cosine = (got[:3] * want).sum(1) / np.linalg.norm(got[:3], axis=1) / np.linalg.norm(want, axis=1)
+    assert (cosine > 0.999).all(), cosine

@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 TOP_LOGPROBS = 20
-EMBED_BATCH = 64
+EMBED_BATCH = 64  # texts per request
 
 
 class OpenAIBackend(Backend):
