@@ -168,6 +168,11 @@ class TransformersBackend(Backend):
                 model = cls.from_pretrained(self.spec["path"], **kwargs)
             except OSError as err:
                 raise BackendError(f"model {self.name!r}: cannot load {self.spec['path']!r}: {err}") from None
+            except (ImportError, ValueError, RuntimeError) as err:
+                if not quant:
+                    raise
+                raise BackendError(f"model {self.name!r}: quantization {quant!r} (models.{self.name}.quantization) "
+                                   f"failed with transformers on {self.device}: {type(err).__name__}: {err}") from None
             if "quantization_config" not in kwargs:
                 model = model.to(self.device)
             self._model = model.eval()
@@ -327,7 +332,9 @@ class VLLMBackend(Backend):
             try:
                 self._engines[key] = LLM(**kwargs)
             except Exception as err:  # noqa: BLE001 - engines fail in many ways; name the model
-                raise BackendError(f"model {self.name!r}: vLLM engine failed to start for {self.spec['path']!r}: "
+                quant = (f" with quantization {self.spec['quantization']!r} (models.{self.name}.quantization)"
+                         if self.spec.get("quantization") else "")
+                raise BackendError(f"model {self.name!r}: vLLM engine failed to start for {self.spec['path']!r}{quant}: "
                                    f"{type(err).__name__}: {err}") from err
             log.info("started vLLM %s engine for %s in %.1fs", runner, self.name, time.time() - t0)
         return self._engines[key]

@@ -13,7 +13,8 @@ rule embed:
         model=lambda wc: model_spec(wc.model),
         dataset=lambda wc: DATASETS[wc.dataset],
         prompts=config["prompts_dir"],
-        settings=lambda wc: {k: config["plr"][k] for k in ("pooling", "layer")},
+        settings=lambda wc: {k: config["plr"][k] for k in ("pooling", "layer", "encoder_pooling", "wrap_encoder_texts",
+                                                           "embed_chunk_size")},
     log:
         "logs/embed/{dataset}/{model}.log",
     benchmark:
@@ -66,7 +67,9 @@ rule plr_explain:
         dataset=lambda wc: DATASETS[wc.dataset],
         prompts=config["prompts_dir"],
         settings=lambda wc: {k: config["plr"][k] for k in ("n_per_class", "draws", "penalty", "cv_folds", "seed",
-                                                           "pooling", "layer", "explain_top_k", "explain_ngram", "explain_max_texts")},
+                                                           "pooling", "layer", "encoder_pooling", "wrap_encoder_texts", "embed_chunk_size",
+                                                           "explain_top_k", "explain_ngram", "explain_max_texts",
+                                                           "explain_n_per_class", "explain_texts_per_call", "explain_min_count")},
     log:
         "logs/plr_explain/{dataset}/{model}.log",
     benchmark:

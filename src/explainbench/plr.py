@@ -1,0 +1,273 @@
+"""Penalised logistic regression (PLR) on frozen embeddings, and its learning curves.
+
+:class:`PLRClassifier` is a scikit-learn estimator: features are standardised, and the
+penalty strength ``C`` (and, for elastic net, the L1 share) is chosen by stratified
+cross-validation inside the training sample only; then one model is fitted on the whole
+training sample with the chosen penalty. The test set is never seen by ``fit``.
+
+:func:`learning_curve` draws ``n`` examples per class from the training split ``draws``
+times for every ``n`` of a grid (hash-seeded :func:`explainbench.splits.draw_per_class`;
+draw ``r`` uses seed ``"{seed}-draw{r}"`` at every n, so a draw's samples are nested across
+n) and scores each fitted model on one fixed test set.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import log_loss
+from sklearn.model_selection import StratifiedKFold
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.validation import check_is_fitted, check_X_y, validate_data
+from threadpoolctl import threadpool_limits
+
+from .splits import draw_per_class
+from .stats import classification_scores
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CS = tuple(float(c) for c in np.logspace(-4, 2, 13))
+CURVE_COLUMNS = ["dataset", "model", "n_per_class", "draw", "accuracy", "macro_f1", "C"]
+_L1_RATIO = {"l2": 0.0, "l1": 1.0}
+
+
+class PLRClassifier(ClassifierMixin, BaseEstimator):
+    """StandardScaler + logistic regression, penalty strength chosen by stratified CV on the training data.
+
+    Parameters
+    ----------
+    penalty : "l2" (default), "l1" or "elasticnet".
+    cv : folds of the stratified CV; with few examples, as many folds as the smallest class
+        has examples (at least 2). With one example in a class there is no CV and ``C=default_C``.
+    Cs : candidate inverse penalty strengths (default ``DEFAULT_CS``: 1e-4 .. 1e2, 13 values).
+    l1_ratios : candidate L1 shares for elastic net.
+    scoring : CV criterion, "log_loss" (smooth, good for tiny samples; default) or "accuracy".
+        Ties go to the smaller C (the stronger penalty).
+
+    Learned attributes: ``classes_``, ``C_``, ``l1_ratio_``, ``coef_``, ``intercept_``
+    (on standardised features), ``scaler_``, ``model_``, ``cv_folds_``, ``cv_scores_``
+    (shape (len(Cs), len(l1_ratios)), mean CV score, higher is better; None without CV).
+    """
+
+    def __init__(self, penalty: str = "l2", cv: int = 5, Cs: Sequence[float] | None = None,
+                 l1_ratios: Sequence[float] = (0.2, 0.5, 0.8), scoring: str = "log_loss",
+                 default_C: float = 1.0, max_iter: int = 5000, random_state: int | None = 0):
+        self.penalty = penalty
+        self.cv = cv
+        self.Cs = Cs
+        self.l1_ratios = l1_ratios
+        self.scoring = scoring
+        self.default_C = default_C
+        self.max_iter = max_iter
+        self.random_state = random_state
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _ratios(self) -> list[float]:
+        if self.penalty in _L1_RATIO:
+            return [_L1_RATIO[self.penalty]]
+        if self.penalty == "elasticnet":
+            return [float(r) for r in self.l1_ratios]
+        raise ValueError(f"penalty must be 'l2', 'l1' or 'elasticnet', got {self.penalty!r}")
+
+    def _model(self, C: float, l1_ratio: float) -> LogisticRegression:
+        if l1_ratio == 0.0:
+            return LogisticRegression(C=C, l1_ratio=0.0, solver="lbfgs", max_iter=self.max_iter,
+                                      random_state=self.random_state)
+        if l1_ratio == 1.0 and len(getattr(self, "classes_", ())) == 2:  # much faster than saga for binary L1
+            return LogisticRegression(C=C, l1_ratio=1.0, solver="liblinear", max_iter=self.max_iter,
+                                      random_state=self.random_state)
+        # saga at tol 1e-3: at 1e-4 weak penalties on n << d take thousands of epochs for no visible gain
+        return LogisticRegression(C=C, l1_ratio=l1_ratio, solver="saga", tol=1e-3, max_iter=min(self.max_iter, 1000),
+                                  random_state=self.random_state)
+
+    def _score(self, model, X, y) -> float:
+        if self.scoring == "accuracy":
+            return float((model.predict(X) == y).mean())
+        if self.scoring == "log_loss":
+            return -float(log_loss(y, model.predict_proba(X), labels=model.classes_))
+        raise ValueError(f"scoring must be 'log_loss' or 'accuracy', got {self.scoring!r}")
+
+    # -- fit ----------------------------------------------------------------------------------
+    def fit(self, X, y):
+        # small dense problems: one BLAS thread is faster than two fighting over busy cores
+        with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            self._fit(X, y)
+        unconverged = sum(issubclass(w.category, ConvergenceWarning) for w in caught)
+        if unconverged:
+            log.debug("%d of the CV/final fits stopped at max_iter (C_=%g)", unconverged, self.C_)
+        for w in caught:
+            if not issubclass(w.category, ConvergenceWarning):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        return self
+
+    def _fit(self, X, y):
+        X, y = check_X_y(X, y, dtype=np.float64)
+        ratios = self._ratios()
+        Cs = [float(c) for c in (self.Cs if self.Cs is not None else DEFAULT_CS)]
+        if not Cs or min(Cs) <= 0:
+            raise ValueError(f"Cs must be positive, got {Cs}")
+        self.classes_, counts = np.unique(y, return_counts=True)
+        if len(self.classes_) < 2:
+            raise ValueError(f"PLR needs at least two classes in the training sample, got {list(self.classes_)}")
+        self.n_features_in_ = X.shape[1]
+        folds = min(int(self.cv), int(counts.min()))
+        if folds >= 2:
+            splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=self.random_state)
+            scores = np.zeros((len(Cs), len(ratios)))
+            for train_idx, val_idx in splitter.split(X, y):
+                scaler = StandardScaler().fit(X[train_idx])
+                Xt, Xv = scaler.transform(X[train_idx]), scaler.transform(X[val_idx])
+                for j, r in enumerate(ratios):
+                    model = self._model(Cs[0], r).set_params(warm_start=True)  # a path: each fit starts at the last
+                    for i in np.argsort(Cs, kind="stable"):
+                        model.set_params(C=Cs[i]).fit(Xt, y[train_idx])
+                        scores[i, j] += self._score(model, Xv, y[val_idx]) / folds
+            # first maximum in (C ascending, ratio) order: ties go to the stronger penalty
+            order = np.argsort(Cs, kind="stable")
+            best = max(((scores[i, j], -k, i, j) for k, i in enumerate(order) for j in range(len(ratios))))
+            self.C_, self.l1_ratio_ = Cs[best[2]], ratios[best[3]]
+            self.cv_scores_, self.cv_folds_ = scores, folds
+        else:
+            self.C_, self.l1_ratio_ = float(self.default_C), ratios[0]
+            self.cv_scores_, self.cv_folds_ = None, 0
+            log.debug("smallest class has %d example(s): no CV, C=%g", counts.min(), self.C_)
+        self.scaler_ = StandardScaler().fit(X)
+        self.model_ = self._model(self.C_, self.l1_ratio_).fit(self.scaler_.transform(X), y)
+        self.coef_, self.intercept_ = self.model_.coef_, self.model_.intercept_
+        return self
+
+    # -- predict ------------------------------------------------------------------------------
+    def _transform(self, X):
+        check_is_fitted(self, "model_")
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        return self.scaler_.transform(X)
+
+    def decision_function(self, X):
+        return self.model_.decision_function(self._transform(X))
+
+    def predict_proba(self, X):
+        return self.model_.predict_proba(self._transform(X))
+
+    def predict_log_proba(self, X):
+        return np.log(np.clip(self.predict_proba(X), 1e-300, None))
+
+    def predict(self, X):
+        return self.model_.predict(self._transform(X))
+
+    def class_log_odds(self, X) -> np.ndarray:
+        """log p_c / (1 - p_c) for every class c (columns in ``classes_`` order), shape (n, k).
+
+        For two classes this is exactly (-f, f) with f the decision function.
+        """
+        if len(self.classes_) == 2:
+            f = self.decision_function(X)
+            return np.stack([-f, f], axis=1)
+        p = np.clip(self.predict_proba(X), 1e-12, 1 - 1e-12)
+        return np.log(p) - np.log1p(-p)
+
+
+# ============================================================================== learning curves
+
+def _records(ids: Sequence[str], labels: Sequence[str]) -> list[dict]:
+    ids, labels = [str(i) for i in ids], [str(label) for label in labels]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise ValueError(f"duplicate training id {dup!r}")
+    return [{"id": i, "label": label, "row": k} for k, (i, label) in enumerate(zip(ids, labels))]
+
+
+def draw_rows(ids: Sequence[str], labels: Sequence[str], n: int, draw: int, seed: int | str = 0) -> np.ndarray:
+    """Row indices of draw ``draw`` of ``n`` examples per class (hash-seeded, nested across n)."""
+    return np.array([r["row"] for r in draw_per_class(_records(ids, labels), n, f"{seed}-draw{draw}")], dtype=int)
+
+
+def learning_curve(train_vectors: np.ndarray, train_labels: Sequence[str], train_ids: Sequence[str],
+                   test_vectors: np.ndarray, test_labels: Sequence[str], *, n_per_class: Sequence[int],
+                   draws: int, seed: int | str = 0, penalty: str = "l2", cv: int = 5,
+                   Cs: Sequence[float] | None = None, labels: Sequence[str] | None = None) -> pd.DataFrame:
+    """Accuracy and macro-F1 on the fixed test set for every (n per class, draw).
+
+    Rows: ``n_per_class, draw, accuracy, macro_f1, C``. An ``n`` larger than the smallest
+    training class is skipped (logged). The test set is only scored, never used for fitting.
+    """
+    train_labels = np.asarray(train_labels, dtype=str)
+    test_labels = np.asarray(test_labels, dtype=str)
+    labels = list(labels) if labels is not None else sorted(set(train_labels) | set(test_labels))
+    smallest = min(np.unique(train_labels, return_counts=True)[1])
+    rows, t0 = [], time.time()
+    for n in sorted(set(int(n) for n in n_per_class)):
+        if n > smallest:
+            log.warning("skipping n=%d per class: the smallest training class has %d examples", n, smallest)
+            continue
+        for draw in range(draws):
+            idx = draw_rows(train_ids, train_labels, n, draw, seed)
+            clf = PLRClassifier(penalty=penalty, cv=cv, Cs=Cs, random_state=0).fit(train_vectors[idx], train_labels[idx])
+            scores = classification_scores(test_labels, clf.predict(test_vectors), labels, n_boot=0)
+            rows.append({"n_per_class": n, "draw": draw, "accuracy": scores["accuracy"],
+                         "macro_f1": scores["macro_f1"], "C": clf.C_})
+        done = [r for r in rows if r["n_per_class"] == n]
+        log.info("n=%d per class: accuracy %.3f (sd %.3f over %d draws), %.0f s so far", n,
+                 np.mean([r["accuracy"] for r in done]), np.std([r["accuracy"] for r in done]), draws,
+                 time.time() - t0)
+    return pd.DataFrame(rows, columns=["n_per_class", "draw", "accuracy", "macro_f1", "C"])
+
+
+def curve_summary(curve: pd.DataFrame) -> pd.DataFrame:
+    """Per n: mean, sd, min and max of accuracy and macro-F1 over the draws."""
+    group = curve.groupby("n_per_class")
+    out = group.agg(draws=("draw", "count"), accuracy_mean=("accuracy", "mean"), accuracy_sd=("accuracy", "std"),
+                    accuracy_min=("accuracy", "min"), accuracy_max=("accuracy", "max"),
+                    macro_f1_mean=("macro_f1", "mean"), macro_f1_sd=("macro_f1", "std"))
+    return out.reset_index()
+
+
+def smallest_n_reaching(curve: pd.DataFrame, zeroshot_accuracy: float) -> int | None:
+    """The smallest n per class whose mean accuracy over draws reaches the zero-shot accuracy (None: never)."""
+    summary = curve_summary(curve)
+    reached = summary[summary["accuracy_mean"] >= zeroshot_accuracy - 1e-9]  # float means of equal values
+    return int(reached["n_per_class"].min()) if len(reached) else None
+
+
+def run_curve(*, embeddings: str, out: str, dataset: str, model: str, settings: dict,
+              train: str | None = None, test: str | None = None) -> pd.DataFrame:
+    """Rule ``plr_curve``: the learning curve from the cached embeddings, written as curve.csv."""
+    from .data import read_jsonl
+    from .embed import check_against_splits, read_embeddings
+
+    emb = read_embeddings(embeddings)
+    if train and test:
+        check_against_splits(emb, {"train": read_jsonl(train), "test": read_jsonl(test)}, embeddings)
+    tr, te = emb.part("train"), emb.part("test")
+    log.info("%s / %s: %d train, %d test vectors of dim %d; grid %s, %d draws, penalty %s", dataset, model,
+             len(tr.ids), len(te.ids), tr.vectors.shape[1], settings["n_per_class"], settings["draws"], settings["penalty"])
+    curve = learning_curve(tr.vectors, tr.labels, tr.ids, te.vectors, te.labels,
+                           n_per_class=settings["n_per_class"], draws=settings["draws"], seed=settings.get("seed", 0),
+                           penalty=settings.get("penalty", "l2"), cv=settings.get("cv_folds", 5),
+                           labels=emb.meta.get("labels"))
+    if curve.empty:
+        raise ValueError(f"{embeddings}: no n in {settings['n_per_class']} fits the training split "
+                         f"(classes: {dict(zip(*np.unique(tr.labels, return_counts=True)))})")
+    curve.insert(0, "model", model)
+    curve.insert(0, "dataset", dataset)
+    write_csv(curve[CURVE_COLUMNS], out)
+    return curve
+
+
+def write_csv(frame: pd.DataFrame, path) -> None:
+    """Write a CSV atomically."""
+    import os
+    from pathlib import Path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, path)

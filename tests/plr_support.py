@@ -1,0 +1,139 @@
+"""Shared, cached material for the PLR tests (test_plr.py, test_embed.py).
+
+The expensive things (one vLLM pooling engine for SmolLM2-135M-Instruct, and the prompt-wrapped
+embeddings of an SST-2 sample) are built once per test session and shared across both files
+through this module's caches, so the engine starts once and each text is embedded once.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+MODELS_DIR = ROOT / "resources" / "models"
+PROMPTS = ROOT / "config" / "prompts"
+SST2_LABELS = ["negative", "positive"]
+# The CI sample: 130 training sentences per class (enough for 128 per class) and 100 test sentences
+# per class from SST-2 dev, all hash-seeded.
+N_TRAIN_PER_CLASS = 130
+N_TEST_PER_CLASS = 100
+
+
+def sst2_dir() -> Path:
+    path = SHARED_DATA / "sst2"
+    if not (path / "dev.tsv").exists() or not (path / "train.tsv").exists():
+        pytest.skip(f"real SST-2 data not found at {path} (tests expect ../shared/data beside the repo)")
+    return path
+
+
+def demo_model(name: str) -> Path:
+    """A real demo model, built into resources/models on first use (CI starts from a clean clone)."""
+    from explainbench.demo import DEMO_MODELS
+
+    path = MODELS_DIR / name
+    if not (path / "config.json").exists():
+        try:
+            DEMO_MODELS[name](path)
+        except FileNotFoundError as err:
+            pytest.skip(f"cannot build {name}: {err}")
+    return path
+
+
+def smollm2_spec(backend: str = "vllm", **extra) -> dict:
+    spec = dict(path=str(demo_model("SmolLM2-135M-Instruct")), kind="causal", backend=backend, dtype="float32",
+                max_model_len=1024, chat_template=True, enforce_eager=True, gpu_memory_utilization=0.3,
+                tensor_parallel_size=1, quantization=None, batch_size=16)
+    spec.update(extra)
+    return spec
+
+
+def minilm_spec(**extra) -> dict:
+    spec = dict(path=str(demo_model("all-MiniLM-L6-v2")), kind="encoder", backend="transformers", dtype="float32",
+                max_model_len=256, batch_size=64, quantization=None)
+    spec.update(extra)
+    return spec
+
+
+@functools.lru_cache(maxsize=None)
+def sst2_sample() -> dict[str, list[dict]]:
+    """SST-2: train sentences from train.tsv (label/sentence, CRLF), test sentences from dev.tsv (label/content)."""
+    from explainbench.data import load_records
+    from explainbench.splits import sample_per_class
+
+    d = sst2_dir()
+    train = load_records(d / "train.tsv", format="tsv", labels=SST2_LABELS, task="classification",
+                         columns={"text": "sentence", "label": "label"}, id_prefix="sst2-train")
+    dev = load_records(d / "dev.tsv", format="tsv", labels=SST2_LABELS, task="classification",
+                       columns={"text": "content", "label": "label"}, id_prefix="sst2-dev")
+    return {"train": sample_per_class(train, N_TRAIN_PER_CLASS, "ci"),
+            "test": sample_per_class(dev, N_TEST_PER_CLASS, "ci")}
+
+
+@functools.lru_cache(maxsize=None)
+def sst2_template() -> dict:
+    from explainbench.prompts import load_template
+
+    return load_template(PROMPTS, "embed", "sst2", "classification")
+
+
+class CountingBackend:
+    """Wraps a real backend and counts embed() calls and texts (no behaviour changed)."""
+
+    def __init__(self, backend):
+        self.backend = backend
+        self.name, self.spec = backend.name, backend.spec
+        self.embed_calls = 0
+        self.texts_embedded = 0
+
+    def embed(self, texts, **kwargs):
+        self.embed_calls += 1
+        self.texts_embedded += len(texts)
+        return self.backend.embed(texts, **kwargs)
+
+
+@functools.lru_cache(maxsize=None)
+def smollm2_vllm():
+    """One vLLM pooling engine for SmolLM2 per session, behind a call counter."""
+    pytest.importorskip("vllm")
+    from explainbench.backends import load_backend
+
+    return CountingBackend(load_backend(smollm2_spec("vllm"), name="smollm2"))
+
+
+@functools.lru_cache(maxsize=None)
+def smollm2_transformers():
+    from explainbench.backends import load_backend
+
+    return load_backend(smollm2_spec("transformers"), name="smollm2-hf")
+
+
+@functools.lru_cache(maxsize=None)
+def smollm2_sst2():
+    """(Embeddings of the SST-2 sample via vLLM, embed calls, texts embedded) - computed once."""
+    from explainbench.embed import EmbedSettings, embed_splits
+
+    backend = smollm2_vllm()
+    before_calls, before_texts = backend.embed_calls, backend.texts_embedded
+    emb = embed_splits(backend, sst2_sample(), labels=SST2_LABELS, template=sst2_template(),
+                       settings=EmbedSettings(pooling="last", layer=-1, wrap=True, chunk_size=256))
+    return emb, backend.embed_calls - before_calls, backend.texts_embedded - before_texts
+
+
+@functools.lru_cache(maxsize=None)
+def minilm_sst2():
+    from explainbench.backends import load_backend
+    from explainbench.embed import EmbedSettings, embed_splits
+
+    backend = load_backend(minilm_spec(), name="minilm")
+    emb = embed_splits(backend, sst2_sample(), labels=SST2_LABELS, template=None,
+                       settings=EmbedSettings.for_model(backend.spec, {}))
+    backend.close()
+    return emb

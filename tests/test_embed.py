@@ -1,0 +1,188 @@
+"""Prompt-wrapped embeddings: templates, the npz contract, engines agreeing, quantisation reaching the engine."""
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+
+from explainbench.backends import BackendError, load_backend
+from explainbench.data import write_jsonl
+from explainbench.embed import (EmbedSettings, Embeddings, EmbeddingError, check_against_splits, embed_dataset,
+                                format_options, model_inputs, read_embeddings, wrap_record, write_embeddings)
+from explainbench.prompts import PromptError, load_template
+
+from plr_support import (PROMPTS, SST2_LABELS, minilm_spec, smollm2_spec, smollm2_sst2, smollm2_transformers,
+                         smollm2_vllm, sst2_sample, sst2_template)
+
+
+# --------------------------------------------------------------------------- templates
+
+def test_options_are_listed_like_a_question():
+    assert format_options(["negative", "positive"]) == "negative or positive"
+    assert format_options(["entailment", "neutral", "contradiction"]) == "entailment, neutral or contradiction"
+
+
+def test_task_templates_wrap_text_and_pairs():
+    cls = load_template(PROMPTS, "embed", "some_dataset", "classification")
+    wrapped = wrap_record({"id": "1", "text": "a fine film .", "label": "pos"}, cls, ["neg", "pos"])
+    assert wrapped == ('Here is a text: "a fine film ."\n'
+                       "Question: Which of these labels fits the text: neg or pos?\nAnswer:")
+    nli = load_template(PROMPTS, "embed", "some_dataset", "nli")
+    wrapped = wrap_record({"id": "2", "premise": "A man sleeps.", "hypothesis": "A man is awake.", "label": "c"},
+                          nli, ["entailment", "neutral", "contradiction"])
+    assert wrapped.startswith('Here is a premise: "A man sleeps."\nHere is a hypothesis: "A man is awake."')
+    assert wrapped.endswith("entailment, neutral or contradiction?\nAnswer:")
+
+
+def test_dataset_template_overrides_the_task_one():
+    tpl = load_template(PROMPTS, "embed", "sst2", "classification")
+    assert tpl["__file__"].endswith("sst2/embed.yaml")
+    assert "movie review" in wrap_record({"text": "dull ."}, tpl, SST2_LABELS)
+
+
+def test_template_placeholder_without_a_value_names_the_file():
+    nli = load_template(PROMPTS, "embed", "x", "nli")
+    with pytest.raises(PromptError, match=r"nli/embed\.yaml.*'prompt'.*hypothesis"):
+        wrap_record({"id": "1", "premise": "p"}, nli, ["a", "b"])
+
+
+def test_encoders_embed_plain_text_unless_asked():
+    enc = EmbedSettings.for_model({"kind": "encoder"}, {"pooling": "last"})
+    assert (enc.wrap, enc.pooling) == (False, "mean")
+    assert EmbedSettings.for_model({"kind": "encoder"}, {"wrap_encoder_texts": True}).wrap
+    causal = EmbedSettings.for_model({"kind": "causal"}, {"pooling": "mean", "layer": -2})
+    assert (causal.wrap, causal.pooling, causal.layer) == (True, "mean", -2)
+    recs = [{"id": "1", "premise": "A dog runs.", "hypothesis": "An animal moves.", "label": "e"}]
+    assert model_inputs(recs, None, ["e", "n"], wrap=False) == ["A dog runs. An animal moves."]
+
+
+# --------------------------------------------------------------------------- the npz contract
+
+def _toy(n_train=3, n_test=2, d=4):
+    rng = np.random.default_rng(0)
+    ids = [f"tr{i}" for i in range(n_train)] + [f"te{i}" for i in range(n_test)]
+    return Embeddings(np.array(ids), np.array(["train"] * n_train + ["test"] * n_test),
+                      np.array(["a", "b", "a", "b", "a"][: n_train + n_test]),
+                      rng.normal(size=(n_train + n_test, d)).astype(np.float32), {"pooling": "last", "layer": -1})
+
+
+def test_npz_round_trip_keeps_the_contract(tmp_path):
+    emb = _toy()
+    path = tmp_path / "e" / "embeddings.npz"
+    write_embeddings(emb, path)
+    with np.load(path, allow_pickle=False) as raw:  # the contract: plain arrays, no pickles
+        assert set(raw.files) == {"ids", "split", "labels", "vectors", "meta"}
+        assert raw["vectors"].dtype == np.float32 and raw["ids"].dtype.kind == "U"
+        assert json.loads(str(raw["meta"]))["pooling"] == "last"
+    back = read_embeddings(path)
+    assert list(back.part("test").ids) == ["te0", "te1"]
+    np.testing.assert_array_equal(back.vectors, emb.vectors)
+    assert not list(tmp_path.glob("e/.*tmp*"))  # no temporary file left behind
+
+
+def test_bad_embedding_files_are_named(tmp_path):
+    with pytest.raises(EmbeddingError, match="not found"):
+        read_embeddings(tmp_path / "missing.npz")
+    np.savez(tmp_path / "partial.npz", ids=np.array(["a"]), vectors=np.zeros((1, 2), np.float32))
+    with pytest.raises(EmbeddingError, match=r"partial\.npz: missing arrays \['labels', 'meta', 'split'\]"):
+        read_embeddings(tmp_path / "partial.npz")
+    emb = _toy()
+    splits = {"train": [{"id": "tr0", "label": "a"}, {"id": "tr1", "label": "a"}, {"id": "tr2", "label": "a"}],
+              "test": [{"id": "te0", "label": "b"}, {"id": "te1", "label": "a"}]}
+    with pytest.raises(EmbeddingError, match=r"x\.npz: train row 1 \(id 'tr1'\), field 'label': 'b' in the embeddings"):
+        check_against_splits(emb, splits, "x.npz")
+    splits["train"][2]["id"] = "new"
+    with pytest.raises(EmbeddingError, match="re-run rule embed"):
+        check_against_splits(emb, splits, "x.npz")
+
+
+def test_rule_embed_with_a_real_encoder_writes_train_and_test(tmp_path):
+    """MiniLM on real SST-2 sentences, through the split files, as the rule runs it."""
+    sample = sst2_sample()
+    train, test = sample["train"][:12], sample["test"][:8]
+    write_jsonl(train, tmp_path / "train.jsonl")
+    write_jsonl(test, tmp_path / "test.jsonl")
+    out = tmp_path / "embeddings.npz"
+    embed_dataset(train=tmp_path / "train.jsonl", test=tmp_path / "test.jsonl", out=out, model_spec=minilm_spec(),
+                  model_name="minilm", dataset_spec={"task": "classification", "labels": SST2_LABELS},
+                  dataset_name="sst2", prompts_dir=PROMPTS, plr={"pooling": "last", "layer": -1})
+    emb = read_embeddings(out)
+    assert emb.vectors.shape == (20, 384)
+    assert list(emb.ids) == [r["id"] for r in train] + [r["id"] for r in test]
+    assert list(emb.split) == ["train"] * 12 + ["test"] * 8
+    assert list(emb.labels) == [r["label"] for r in train + test]
+    assert emb.meta["pooling"] == "mean" and emb.meta["wrapped"] is False and emb.meta["dataset"] == "sst2"
+    # mean-pooled MiniLM: the same sentence embedded alone gives the same vector (no batch effects)
+    alone = load_backend(minilm_spec(), "minilm").embed([test[0]["text"]], pooling="mean")
+    assert np.allclose(alone[0], emb.part("test").vectors[0], atol=1e-4)
+
+
+# --------------------------------------------------------------------------- engines
+
+@pytest.mark.slow
+@pytest.mark.vllm
+def test_vllm_pooling_and_transformers_give_the_same_vectors():
+    emb, _, _ = smollm2_sst2()  # vLLM pooling runner, last token, final layer
+    records = sst2_sample()["test"][:12]
+    texts = model_inputs(records, sst2_template(), SST2_LABELS, wrap=True)
+    hf = smollm2_transformers().embed(texts, pooling="last", layer=-1)
+    vl = emb.part("test").vectors[:12]
+    assert list(emb.part("test").ids[:12]) == [r["id"] for r in records]
+    cos = (hf * vl).sum(1) / np.linalg.norm(hf, axis=1) / np.linalg.norm(vl, axis=1)
+    assert cos.min() > 0.99, cos
+    # and they are not trivially similar: different sentences are further apart than the engines are
+    other = (hf[0] * vl[1]).sum() / np.linalg.norm(hf[0]) / np.linalg.norm(vl[1])
+    assert other < cos.min()
+
+
+@pytest.mark.slow
+def test_layer_and_mean_pooling_are_configurable_with_transformers():
+    texts = model_inputs(sst2_sample()["test"][:4], sst2_template(), SST2_LABELS, wrap=True)
+    backend = smollm2_transformers()
+    last = backend.embed(texts, pooling="last", layer=-1)
+    mean = backend.embed(texts, pooling="mean", layer=-1)
+    middle = backend.embed(texts, pooling="last", layer=15)
+    assert last.shape == mean.shape == middle.shape == (4, 576)
+    assert not np.allclose(last, mean) and not np.allclose(last, middle)
+    # each text's vector does not depend on what it is batched with (left padding handled)
+    np.testing.assert_allclose(backend.embed(texts[:1], pooling="mean", layer=-1)[0], mean[0], rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.vllm
+def test_vllm_gives_the_final_layer_only():
+    pytest.importorskip("vllm")
+    backend = load_backend(smollm2_spec("vllm"), "smollm2")
+    with pytest.raises(BackendError, match="final layer only"):
+        backend.embed(["x"], pooling="last", layer=3)
+
+
+# --------------------------------------------------------------------------- quantisation
+
+def test_transformers_quantization_reaches_the_engine_or_names_the_model_key():
+    """bitsandbytes is a model setting: it loads quantised, or fails naming models.<name>.quantization."""
+    backend = load_backend(smollm2_spec("transformers", quantization="bitsandbytes-4bit"), "smol-4bit")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        with pytest.raises(BackendError, match=r"model 'smol-4bit': quantization 'bitsandbytes-4bit' "
+                                               r"\(models\.smol-4bit\.quantization\).*requires bitsandbytes"):
+            backend.model
+    else:
+        try:
+            model = backend.model
+        except BackendError as err:  # installed but unusable here (e.g. no GPU): still named
+            assert "models.smol-4bit.quantization" in str(err)
+        else:
+            assert getattr(model, "is_loaded_in_4bit", False) or model.config.quantization_config
+    with pytest.raises(BackendError, match="quantization 'gptq' is not available with transformers"):
+        load_backend(smollm2_spec("transformers", quantization="gptq"), "smol-gptq").model
+
+
+@pytest.mark.vllm
+def test_vllm_quantization_is_passed_to_the_engine():
+    """vLLM receives the setting and judges it: fp8 needs a 16-bit dtype, so float32 is refused by vLLM itself."""
+    pytest.importorskip("vllm")
+    backend = load_backend(smollm2_spec("vllm", quantization="fp8"), "smol-fp8")
+    with pytest.raises(BackendError, match=r"(?s)model 'smol-fp8'.*quantization 'fp8' \(models\.smol-fp8\.quantization\)"
+                                           r".*not supported for quantization method fp8"):
+        backend.embed(["a sentence"], pooling="last")

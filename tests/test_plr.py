@@ -1,0 +1,239 @@
+"""PLR on frozen embeddings: the estimator, learning curves, the zero-shot comparison, occlusion explanations.
+
+All on real data (an SST-2 sample) and real models (SmolLM2-135M-Instruct through vLLM's pooling
+runner, all-MiniLM-L6-v2 through transformers); embeddings are computed once per session
+(tests/plr_support.py) and shared.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+
+from explainbench.embed import model_inputs, read_embeddings, write_embeddings
+from explainbench.plr import (CURVE_COLUMNS, PLRClassifier, curve_summary, draw_rows, learning_curve, run_curve,
+                              smallest_n_reaching)
+from explainbench.plr_explain import PHRASE_COLUMNS, STABILITY_COLUMNS, explain, occlusions, stability, top_phrases
+
+from plr_support import (SST2_LABELS, minilm_sst2, smollm2_sst2, smollm2_transformers, smollm2_vllm, sst2_sample,
+                         sst2_template)
+
+POSITIVE_WORDS = {"good", "great", "best", "funny", "beautiful", "wonderful", "fun", "brilliant", "enjoyable",
+                  "excellent", "love", "loved", "moving", "charming", "delightful", "entertaining", "fascinating",
+                  "powerful", "perfect", "touching", "remarkable", "compelling", "engaging", "terrific", "fine"}
+NEGATIVE_WORDS = {"bad", "worst", "dull", "boring", "awful", "stupid", "mess", "tedious", "flat", "lame",
+                  "poor", "worse", "unfunny", "pointless", "bland", "annoying", "failure", "fails", "dumb",
+                  "terrible", "ugly", "sloppy", "tiresome", "lacks", "nothing", "no", "not", "never"}
+
+
+def parts(emb):
+    tr, te = emb.part("train"), emb.part("test")
+    return tr.vectors, tr.labels, tr.ids, te.vectors, te.labels
+
+
+# --------------------------------------------------------------------------- the estimator
+
+def test_plr_is_a_scikit_learn_classifier():
+    Xtr, ytr, _, Xte, yte = parts(minilm_sst2())
+    clf = PLRClassifier(penalty="l2", cv=3, Cs=[0.01, 0.1, 1.0], random_state=1)
+    assert clone(clf).get_params() == clf.get_params()
+    assert clf.fit(Xtr[:60], ytr[:60]) is clf
+    assert list(clf.classes_) == SST2_LABELS and clf.C_ in (0.01, 0.1, 1.0) and clf.cv_folds_ == 3
+    assert clf.coef_.shape == (1, Xtr.shape[1]) and clf.cv_scores_.shape == (3, 1)
+    proba = clf.predict_proba(Xte)
+    np.testing.assert_allclose(proba.sum(1), 1.0)
+    assert set(clf.predict(Xte)) <= set(SST2_LABELS)
+    assert clf.score(Xte, yte) == pytest.approx((clf.predict(Xte) == yte).mean())
+    # class log-odds: log p / (1 - p), and for two classes exactly (-f, f)
+    lo = clf.class_log_odds(Xte[:5])
+    np.testing.assert_allclose(lo[:, 1], np.log(proba[:5, 1] / proba[:5, 0]), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(lo[:, 0], -lo[:, 1])
+    with pytest.raises(ValueError, match="features"):
+        clf.predict(Xte[:, :10])
+
+
+@pytest.mark.parametrize("penalty", ["l1", "elasticnet"])
+def test_l1_and_elastic_net_choose_their_penalty_too(penalty):
+    Xtr, ytr, _, Xte, yte = parts(minilm_sst2())
+    clf = PLRClassifier(penalty=penalty, cv=3, Cs=[0.03, 0.3, 3.0], l1_ratios=(0.3, 0.7)).fit(Xtr[:80], ytr[:80])
+    assert clf.l1_ratio_ == 1.0 if penalty == "l1" else clf.l1_ratio_ in (0.3, 0.7)
+    if clf.C_ == 0.03:
+        assert (clf.coef_ == 0).mean() > 0.5  # a strong L1 penalty zeroes most weights
+    assert clf.score(Xte, yte) > 0.6
+
+
+def test_tiny_samples_use_as_many_folds_as_the_smallest_class_allows():
+    Xtr, ytr, ids, _, _ = parts(minilm_sst2())
+    two = draw_rows(ids, ytr, 2, draw=0)
+    clf = PLRClassifier(cv=5).fit(Xtr[two], ytr[two])
+    assert clf.cv_folds_ == 2 and clf.cv_scores_ is not None
+    one = draw_rows(ids, ytr, 1, draw=0)
+    clf = PLRClassifier(cv=5, default_C=0.5).fit(Xtr[one], ytr[one])
+    assert clf.cv_folds_ == 0 and clf.C_ == 0.5 and clf.cv_scores_ is None
+    with pytest.raises(ValueError, match="two classes"):
+        PLRClassifier().fit(Xtr[:3], ["negative"] * 3)
+    with pytest.raises(ValueError, match="penalty"):
+        PLRClassifier(penalty="l3").fit(Xtr[two], ytr[two])
+
+
+def test_the_penalty_is_chosen_without_the_test_set():
+    """Same training draws, two different test sets (one with poisoned labels): same C, same weights.
+
+    If the penalty were tuned on the test set, the flipped labels would pick a different C.
+    """
+    Xtr, ytr, ids, Xte, yte = parts(minilm_sst2())
+    flipped = np.where(yte == "positive", "negative", "positive")
+    grid = dict(n_per_class=[2, 8, 32], draws=2, seed=3, labels=SST2_LABELS)
+    honest = learning_curve(Xtr, ytr, ids, Xte, yte, **grid)
+    poisoned = learning_curve(Xtr, ytr, ids, Xte[::-1][:50], flipped[::-1][:50], **grid)
+    assert honest["C"].tolist() == poisoned["C"].tolist()
+    assert honest["C"].nunique() > 1  # the choice really varies with the training draw
+    assert honest["accuracy"].tolist() != poisoned["accuracy"].tolist()
+    idx = draw_rows(ids, ytr, 32, draw=1, seed=3)
+    a = PLRClassifier().fit(Xtr[idx], ytr[idx])
+    b = PLRClassifier().fit(Xtr[idx], ytr[idx])
+    assert a.C_ == b.C_
+    np.testing.assert_array_equal(a.coef_, b.coef_)
+
+
+# --------------------------------------------------------------------------- learning curves
+
+def test_draws_are_seeded_nested_and_balanced():
+    _, ytr, ids, _, _ = parts(minilm_sst2())
+    d8, d8_again = draw_rows(ids, ytr, 8, draw=0), draw_rows(ids, ytr, 8, draw=0)
+    np.testing.assert_array_equal(d8, d8_again)
+    assert sorted(pd.Series(ytr[d8]).value_counts().tolist()) == [8, 8]
+    assert set(draw_rows(ids, ytr, 4, draw=0)) <= set(d8)  # nested across n within a draw
+    assert set(draw_rows(ids, ytr, 8, draw=1)) != set(d8)  # draws differ
+
+
+def test_plr_on_encoder_embeddings_learns(tmp_path):
+    """all-MiniLM-L6-v2 (an encoder, mean pooled) is an embedding model too: well above chance on SST-2."""
+    emb = minilm_sst2()
+    path = tmp_path / "embeddings.npz"
+    write_embeddings(emb, path)
+    curve = run_curve(embeddings=str(path), out=str(tmp_path / "curve.csv"), dataset="sst2", model="minilm",
+                      settings={"n_per_class": [4, 32, 128, 1000], "draws": 3, "penalty": "l2", "cv_folds": 5,
+                                "seed": 0})
+    written = pd.read_csv(tmp_path / "curve.csv")
+    assert list(written.columns) == CURVE_COLUMNS
+    assert sorted(written["n_per_class"].unique()) == [4, 32, 128]  # 1000 per class is more than the sample
+    assert len(written) == 9 and (written["dataset"] == "sst2").all()
+    summary = curve_summary(curve).set_index("n_per_class")
+    assert summary.loc[128, "accuracy_mean"] > 0.7
+    assert summary.loc[128, "accuracy_mean"] > summary.loc[4, "accuracy_mean"]
+    assert smallest_n_reaching(curve, 0.5) == 4
+    assert smallest_n_reaching(curve, 1.01) is None
+
+
+def test_smallest_n_reaching_the_zero_shot_accuracy():
+    curve = pd.DataFrame({"n_per_class": [2, 2, 8, 8, 32, 32], "draw": [0, 1] * 3,
+                          "accuracy": [0.5, 0.6, 0.6, 0.7, 0.8, 0.7], "macro_f1": 0.0, "C": 1.0})
+    assert smallest_n_reaching(curve, 0.65) == 8  # mean over draws at 8 is 0.65
+    assert smallest_n_reaching(curve, 0.66) == 32
+    assert smallest_n_reaching(curve, 0.76) is None
+
+
+# --------------------------------------------------------------------------- SmolLM2: the paper's claim
+
+def zero_shot_accuracy() -> tuple[float, np.ndarray]:
+    """SmolLM2's own next-token answer (" negative" vs " positive") after the same wrapped prompt."""
+    test = sst2_sample()["test"]
+    prompts = model_inputs(test, sst2_template(), SST2_LABELS, wrap=True)
+    scores = smollm2_transformers().label_logprobs(prompts, [" negative", " positive"])
+    pred = np.array(SST2_LABELS)[scores.argmax(1)]
+    gold = np.array([r["label"] for r in test])
+    return float((pred == gold).mean()), pred
+
+
+@pytest.mark.slow
+@pytest.mark.vllm
+def test_plr_on_smollm2_improves_with_n_and_beats_its_zero_shot(tmp_path):
+    emb, calls, texts = smollm2_sst2()
+    n_texts = sum(len(v) for v in sst2_sample().values())
+    assert texts == n_texts and calls == 2  # every text embedded once, in chunks of 256
+    path = tmp_path / "embeddings.npz"
+    write_embeddings(emb, path)
+    backend = smollm2_vllm()
+    before = (backend.embed_calls, backend.texts_embedded)
+    curve = run_curve(embeddings=str(path), out=str(tmp_path / "curve.csv"), dataset="sst2", model="smollm2",
+                      settings={"n_per_class": [4, 32, 128], "draws": 4, "penalty": "l2", "cv_folds": 5, "seed": 0})
+    # the learning curve (12 fits) reads the cache: not one more model call
+    assert (backend.embed_calls, backend.texts_embedded) == before
+    assert read_embeddings(path).vectors.shape == (n_texts, 576)
+    summary = curve_summary(curve).set_index("n_per_class")
+    zs, _ = zero_shot_accuracy()
+    print(f"\nzero-shot {zs:.3f}; PLR accuracy by n per class:\n{summary[['accuracy_mean', 'accuracy_sd']]}")
+    assert 0.5 < zs < 0.75  # SmolLM2-135M is a weak zero-shot sentiment classifier (0.58 on all of SST-2 dev)
+    assert summary.loc[128, "accuracy_mean"] > summary.loc[4, "accuracy_mean"] + 0.05
+    assert summary.loc[128, "accuracy_mean"] > zs
+    assert smallest_n_reaching(curve, zs) is not None
+
+
+# --------------------------------------------------------------------------- explanations
+
+def test_occlusions_remove_each_word_and_ngram():
+    rec = {"id": "r", "text": "Not a great film .", "label": "negative"}
+    got = [(o.phrase, o.ngram, o.record["text"]) for o in occlusions(rec, max_ngram=2)]
+    assert got == [("not", 1, "a great film ."), ("a", 1, "Not great film ."), ("great", 1, "Not a film ."),
+                   ("film", 1, "Not a great ."),
+                   ("not a", 2, "great film ."), ("a great", 2, "Not film ."), ("great film", 2, "Not a ."),
+                   ("film .", 2, "Not a great")]
+    pair = {"id": "p", "premise": "A dog", "hypothesis": "It runs", "label": "e"}
+    got = [(o.field, o.phrase, o.record["premise"], o.record["hypothesis"]) for o in occlusions(pair, 2)]
+    assert got == [("premise", "a", "dog", "It runs"), ("premise", "dog", "A", "It runs"),
+                   ("hypothesis", "it", "A dog", "runs"), ("hypothesis", "runs", "A dog", "It")]
+
+
+def test_top_phrases_and_stability_from_contributions():
+    rows = []
+    for draw, sign in ((0, 1.0), (1, 1.0), (2, -1.0)):
+        for phrase, value in (("great", 2.0), ("film", 0.1), ("dull", -1.5), ("plot", -0.2)):
+            rows.append({"draw": draw, "label": "positive", "text_id": "t", "field": "text", "start": 0,
+                         "phrase": phrase, "ngram": 1, "contribution": value * (sign if phrase == "film" else 1)})
+    contrib = pd.DataFrame(rows)
+    top = top_phrases(contrib, top_k=2)
+    assert top["phrase"].tolist() == ["great", "film"] and top["rank"].tolist() == [1, 2]
+    assert top["mean_contribution"].tolist() == pytest.approx([2.0, 0.1 / 3])
+    stab = stability(contrib).set_index(["draw_a", "draw_b"])["spearman"]
+    assert stab[(0, 1)] == pytest.approx(1.0)
+    assert stab[(0, 2)] == pytest.approx(0.8)  # film drops below plot: ranks (4,3,1,2) vs (4,2,1,3)
+
+
+@pytest.mark.slow
+@pytest.mark.vllm
+def test_occlusion_ranks_sentiment_words_on_sst2():
+    emb, _, _ = smollm2_sst2()
+    tr = emb.part("train")
+    lexicon = POSITIVE_WORDS | NEGATIVE_WORDS
+    # short test sentences that hold at least one common sentiment word, 6 per class
+    chosen = [r for r in sst2_sample()["test"] if len(r["text"].split()) <= 14
+              and lexicon & set(r["text"].lower().split())]
+    assert len(chosen) >= 12
+    backend = smollm2_vllm()
+    before = backend.embed_calls
+    settings = {"n_per_class": [4, 32, 128], "draws": 3, "seed": 0, "penalty": "l2", "cv_folds": 5,
+                "explain_max_texts": 12, "explain_ngram": 1, "explain_top_k": 8, "explain_texts_per_call": 6}
+    phrases, stab, contrib = explain(backend, train_vectors=tr.vectors, train_labels=tr.labels, train_ids=tr.ids,
+                                     test_records=chosen, labels=SST2_LABELS, template=sst2_template(),
+                                     embed_settings=smollm2_sst2_settings(), settings=settings)
+    assert backend.embed_calls - before == 2  # 12 texts, 6 texts' occlusion sets per call
+    assert set(PHRASE_COLUMNS) - {"dataset", "model"} <= set(phrases.columns)
+    assert set(STABILITY_COLUMNS) - {"dataset", "model"} <= set(stab.columns)
+    top = {label: g.sort_values("rank")["phrase"].tolist() for label, g in phrases.groupby("label")}
+    print("\ntop phrases:", top, "\nstability:", stab.groupby("label")["spearman"].mean().to_dict())
+    assert POSITIVE_WORDS & set(top["positive"]), top
+    assert NEGATIVE_WORDS & set(top["negative"]), top
+    # lexicon words push towards their own class on average (over all their occurrences)
+    pos = contrib[(contrib["label"] == "positive") & (contrib["draw"] == 0)]
+    assert pos[pos["phrase"].isin(POSITIVE_WORDS)]["contribution"].mean() > 0
+    assert pos[pos["phrase"].isin(NEGATIVE_WORDS - {"no", "not", "never", "nothing"})]["contribution"].mean() < 0
+    # three draws at 128 of 130 per class: nearly the same classifiers, so a stable ranking
+    assert len(stab) == 6 and stab["spearman"].min() > 0.5
+
+
+def smollm2_sst2_settings():
+    from explainbench.embed import EmbedSettings
+
+    return EmbedSettings(pooling="last", layer=-1, wrap=True)
