@@ -110,7 +110,6 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 # No slurmdbd: no accounting; a plain-text record of finished jobs instead.
 AccountingStorageType=accounting_storage/none
-AccountingStorageTRES=gres/gpu
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/filetxt
 JobCompLoc=${LOG_DIR}/jobcomp.log
