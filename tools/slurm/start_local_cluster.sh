@@ -14,7 +14,8 @@
 # job history that needs no database.
 #
 # Settings (environment):
-#   EXPLAINBENCH_SLURM_PARTITION  partition name (default: debug; the default partition)
+#   EXPLAINBENCH_SLURM_PARTITION  the default partition's name (default: debug)
+#   EXPLAINBENCH_SLURM_EXTRA_PARTITION  a second, non-default partition on the node (default: batch)
 #   EXPLAINBENCH_SLURM_MEM_FRACTION  share of MemTotal offered as RealMemory (default: 0.85)
 #   EXPLAINBENCH_SLURM_GPUS       advertise N generic "gpu" resources on the node (default 0).
 #                                 Bookkeeping only (no device is bound: task/none): lets a CPU
@@ -23,6 +24,7 @@
 set -euo pipefail
 
 PARTITION="${EXPLAINBENCH_SLURM_PARTITION:-debug}"
+EXTRA_PARTITION="${EXPLAINBENCH_SLURM_EXTRA_PARTITION:-batch}"
 MEM_FRACTION="${EXPLAINBENCH_SLURM_MEM_FRACTION:-0.85}"
 GPUS="${EXPLAINBENCH_SLURM_GPUS:-0}"
 TIMEOUT="${EXPLAINBENCH_SLURM_TIMEOUT:-120}"
@@ -36,7 +38,7 @@ die() { echo "[start_local_cluster] ERROR: $*" >&2; exit 1; }
 
 if [[ $(id -u) -ne 0 ]]; then
     if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
-        exec sudo -n --preserve-env=EXPLAINBENCH_SLURM_PARTITION,EXPLAINBENCH_SLURM_MEM_FRACTION,EXPLAINBENCH_SLURM_GPUS,EXPLAINBENCH_SLURM_TIMEOUT "$0" "$@"
+        exec sudo -n --preserve-env=EXPLAINBENCH_SLURM_PARTITION,EXPLAINBENCH_SLURM_EXTRA_PARTITION,EXPLAINBENCH_SLURM_MEM_FRACTION,EXPLAINBENCH_SLURM_GPUS,EXPLAINBENCH_SLURM_TIMEOUT "$0" "$@"
     fi
     die "needs root (apt-get install, /etc/munge, /etc/slurm); run it with sudo"
 fi
@@ -124,6 +126,8 @@ MpiDefault=none
 ${GRES_TYPES}
 NodeName=${HOST} CPUs=${CPUS} RealMemory=${MEM_MB} ${NODE_GRES} State=UNKNOWN
 PartitionName=${PARTITION} Nodes=${HOST} Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
+# A second partition on the same node, so a config's slurm.partition can be seen at work.
+PartitionName=${EXTRA_PARTITION} Nodes=${HOST} Default=NO MaxTime=INFINITE State=UP OverSubscribe=NO
 EOF
 NEW_GRES=$(mktemp)
 if [[ -n "$NODE_GRES" ]]; then

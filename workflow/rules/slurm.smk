@@ -8,7 +8,7 @@ def apply_slurm_config(rules, slurm):
     extra = {"slurm_partition": slurm["partition"], "slurm_account": slurm["account"]}
     for r in rules:
         for key, value in extra.items():
-            if value and not r.resources.get(key):
+            if value and key not in r.resources:
                 r.resources[key] = value
 
 
