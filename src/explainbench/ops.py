@@ -371,7 +371,8 @@ def parse_dry_run(text: str) -> list[PlannedJob]:
 def planned_jobs(workdir: str | Path, targets: Sequence[str] = (), *, configfile: str | None = None,
                  extra: Sequence[str] = (), timeout: float = 600) -> list[PlannedJob]:
     """The jobs Snakemake would run now (a real dry-run in ``workdir``)."""
-    args = ["-n", "--cores", "1", *(["--configfile", configfile] if configfile else []), *extra, *targets]
+    # targets first: --configfile takes several values and would swallow them
+    args = ["-n", *targets, "--cores", "1", *extra, *(["--configfile", configfile] if configfile else [])]
     proc = run_snakemake(workdir, args, timeout=timeout)
     if proc.returncode != 0:
         raise OpsError(f"dry-run failed in {workdir} (exit {proc.returncode}):\n{proc.stdout[-6000:]}")
