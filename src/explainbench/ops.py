@@ -331,10 +331,16 @@ class PlannedJob:
     wildcards: str      # "dataset=demo_nli, model=smollm2" as Snakemake prints it ('' if none)
     output: str
     reason: str
+    resources: str = ""  # "tmpdir=/tmp, gpu=4, mem_mb=8000, ..." as Snakemake prints it
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.rule, self.wildcards)
+
+    def resource(self, name: str) -> str | None:
+        """One resource's value as printed (strings unquoted), or None when the job has none."""
+        match = re.search(rf"(?:^|, ){re.escape(name)}=([^,]*)", self.resources)
+        return match.group(1).strip() if match else None
 
 
 _JOB_HEAD = re.compile(r"^(?:local)?(?:rule|checkpoint) ([A-Za-z_][A-Za-z0-9_]*):\s*$")
@@ -348,7 +354,7 @@ def parse_dry_run(text: str) -> list[PlannedJob]:
     def close():
         if current is not None:
             jobs.append(PlannedJob(current["rule"], current.get("wildcards", ""), current.get("output", ""),
-                                   current.get("reason", "")))
+                                   current.get("reason", ""), current.get("resources", "")))
 
     for line in text.splitlines():
         head = _JOB_HEAD.match(line)
@@ -358,7 +364,7 @@ def parse_dry_run(text: str) -> list[PlannedJob]:
             continue
         if current is None:
             continue
-        field_match = re.match(r"^\s{4}(output|wildcards|reason):\s(.*)$", line)
+        field_match = re.match(r"^\s{4}(output|wildcards|reason|resources):\s(.*)$", line)
         if field_match:
             current[field_match.group(1)] = field_match.group(2).strip()
         elif not line.startswith("    "):
