@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import os
 import re
 import shutil
@@ -171,16 +172,15 @@ def _module_file(module: str, src_dir: Path) -> Path | None:
     return None
 
 
-def _imports_of(path: Path) -> tuple[set[str], set[str]]:
+def _imports_of(path: Path, src_dir: Path) -> tuple[set[str], set[str]]:
     """(top-level third-party-or-stdlib names, explainbench modules) one file imports."""
     try:
         tree = ast.parse(path.read_text(), filename=str(path))
     except SyntaxError as err:
         raise OpsError(f"{path}: cannot parse: {err}") from None
-    package = None
-    if "explainbench" in path.parts:
-        parts = path.with_suffix("").parts
-        package = ".".join(parts[parts.index("explainbench"):-1])  # x.py and __init__.py alike
+    package = None  # the package a relative import starts from (x.py and __init__.py alike)
+    if path.resolve().is_relative_to(src_dir.resolve()):
+        package = ".".join(path.resolve().relative_to(src_dir.resolve()).parts[:-1])
     names, internal = set(), set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -222,7 +222,7 @@ def script_imports(script: str | Path, src_dir: str | Path = REPO / "src") -> di
         if path in seen:
             continue
         seen.add(path)
-        names, internal = _imports_of(path)
+        names, internal = _imports_of(path, src_dir)
         for name in names:
             if name in sys.stdlib_module_names or name in NOT_A_PACKAGE:
                 continue
@@ -234,16 +234,18 @@ def script_imports(script: str | Path, src_dir: str | Path = REPO / "src") -> di
     return {name: sorted(files) for name, files in sorted(needed.items())}
 
 
+@functools.lru_cache(maxsize=1)
+def _installed_distributions() -> dict[str, list[str]]:
+    from importlib.metadata import packages_distributions
+
+    return packages_distributions()  # scans every installed distribution: once
+
+
 def distribution_name(import_name: str) -> str:
     """The PyPI distribution that provides an import name (normalized)."""
     if import_name in IMPORT_TO_DIST:
         return normalize(IMPORT_TO_DIST[import_name])
-    try:
-        from importlib.metadata import packages_distributions
-
-        dists = packages_distributions().get(import_name)
-    except Exception:  # pragma: no cover - very old importlib.metadata
-        dists = None
+    dists = _installed_distributions().get(import_name)
     return normalize(dists[0] if dists else import_name)
 
 
