@@ -40,3 +40,6 @@ rule all:
     input:
         all_targets(),
     default_target: True
+
+
+include: "workflow/rules/slurm.smk"  # last: applies config slurm.* to every rule above

