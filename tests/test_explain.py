@@ -87,6 +87,9 @@ class Counting(Backend):
     def label_logprobs(self, prompts, options):
         return self.inner.label_logprobs(prompts, options)
 
+    def start(self):
+        self.inner.start()
+
 
 # ============================================================================ demonstrations
 

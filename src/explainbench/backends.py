@@ -126,6 +126,10 @@ class Backend(ABC):
     def embed(self, texts: Sequence[str], *, pooling: str = "last", layer: int = -1) -> np.ndarray:
         raise BackendError(f"model {self.name!r}: backend {self.spec.get('backend')!r} gives no embeddings")
 
+    def start(self) -> None:
+        """Load or start the engine now (engines otherwise start on first use), so that
+        timings of later calls leave start-up out."""
+
     def close(self) -> None:
         """Free the engine (GPU/CPU memory)."""
 
@@ -283,6 +287,9 @@ class TransformersBackend(Backend):
             vectors.append(vec.cpu().numpy())
         return np.concatenate(vectors).astype(np.float32) if vectors else np.zeros((0, 0), np.float32)
 
+    def start(self):
+        self.model  # noqa: B018 - loads it
+
     def close(self):
         self._model = None
         if self.device == "cuda":
@@ -393,6 +400,9 @@ class VLLMBackend(Backend):
             inputs = list(texts)
         outputs = engine.embed(inputs, use_tqdm=False)
         return np.asarray([o.outputs.embedding for o in outputs], dtype=np.float32)
+
+    def start(self):
+        self._engine("generate")
 
     def close(self):
         self._engines.clear()

@@ -208,6 +208,10 @@ def explain_records(records: Sequence[dict], *, train: Sequence[dict], backend: 
     log.info("%s: %d example(s) to generate in chunks of %d", where, len(todo), chunk_size)
     existing = {int(p.stem.split("-")[1]) for p in partial.glob("chunk-*.jsonl")}
     next_chunk = max(existing, default=-1) + 1
+    if todo:
+        t0 = time.time()
+        backend.start()  # so that `seconds` and examples/s leave the engine's start-up out
+        log.info("%s: engine ready in %.1fs", where, time.time() - t0)
     t_start = time.time()
     for start in range(0, len(todo), chunk_size):
         chunk = todo[start:start + chunk_size]
