@@ -132,7 +132,7 @@ def score_explanations(explanations_path: str | Path, references_path: str | Pat
             model = metrics.embed_features(mauve_spec, hyps, pooling, backend=encoder)
         finally:
             encoder.close()
-        corpus["mauve"] = metrics.mauve_corpus(human, model, n_boot=int(mv_cfg.get("bootstrap", 100)),
+        corpus["mauve"] = metrics.mauve_corpus(human, model, n_boot=n_boot,
                                                num_buckets=mv_cfg.get("num_buckets", "auto"),
                                                scaling_factor=float(mv_cfg.get("scaling_factor", 5.0)))
         log.info("MAUVE %.4f", corpus["mauve"]["value"])

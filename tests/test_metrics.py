@@ -1,0 +1,249 @@
+"""Explanation-quality metrics: each checked against its library called directly, against
+hand-computed cases, and on real e-SNLI human explanations (each scored against the other two
+references) versus shuffled ones."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import ESNLI_LABELS, encoder_spec
+from explainbench import metrics
+from explainbench.data import load_records
+
+SAMPLE = 120  # e-SNLI pairs with three human explanations
+
+
+@pytest.fixture(scope="module")
+def esnli_sample(esnli_path):
+    """(hyps, other_refs, shuffled_hyps, premises): explanation 1 of each pair, explanations 2-3 of the
+    same pair as its references, explanation 1 of another pair, and other pairs' premises."""
+    records = [r for r in load_records(esnli_path, format="esnli", labels=ESNLI_LABELS) if len(r["explanations"]) == 3]
+    rng = np.random.default_rng(0)
+    sample = [records[i] for i in rng.choice(len(records), SAMPLE, replace=False)]
+    hyps = [r["explanations"][0] for r in sample]
+    refs = [r["explanations"][1:] for r in sample]
+    perm = np.roll(np.arange(SAMPLE), 1)  # a derangement: every pair gets another pair's explanation
+    shuffled = [hyps[i] for i in perm]
+    premises = [sample[i]["premise"] for i in rng.permutation(SAMPLE)]
+    return hyps, refs, shuffled, premises, sample
+
+
+# ---------------------------------------------------------------------------------- BLEU
+
+def test_sentence_bleu_equals_sacrebleu_called_directly(esnli_sample):
+    import sacrebleu
+
+    hyps, refs, *_ = esnli_sample
+    ours = metrics.bleu_sentence(hyps[:40], refs[:40])
+    direct = [sacrebleu.sentence_bleu(h, r).score for h, r in zip(hyps[:40], refs[:40])]
+    np.testing.assert_allclose(ours, direct, atol=1e-9)
+
+
+def test_corpus_bleu_equals_sacrebleu_with_reference_streams(esnli_sample):
+    import sacrebleu
+
+    hyps, refs, *_ = esnli_sample
+    ours = metrics.bleu_corpus(hyps, refs, n_boot=50)
+    direct = sacrebleu.corpus_bleu(hyps, [[r[0] for r in refs], [r[1] for r in refs]]).score
+    assert ours["value"] == pytest.approx(direct, abs=1e-9)
+    assert ours["n"] == len(hyps)
+    assert ours["ci_low"] <= ours["value"] <= ours["ci_high"]
+
+
+def test_corpus_bleu_with_a_variable_number_of_references():
+    import sacrebleu
+
+    hyps = ["a man is playing a guitar on stage .", "two dogs run in the park ."]
+    refs = [["a man plays a guitar on a stage .", "someone is playing music ."], ["dogs are running outside ."]]
+    ours = metrics.bleu_corpus(hyps, refs, n_boot=20)["value"]
+    direct = sacrebleu.corpus_bleu(hyps, [[refs[0][0], refs[1][0]], [refs[0][1], None]]).score
+    assert ours == pytest.approx(direct)
+    assert metrics.reference_streams(refs) == [[refs[0][0], refs[1][0]], [refs[0][1], None]]
+
+
+def test_bleu_hand_computed_cases():
+    text = "the man is sleeping so he cannot be running ."
+    assert metrics.bleu_sentence([text], [[text]])[0] == pytest.approx(100.0)
+    assert metrics.bleu_corpus([text], [[text]], n_boot=10)["value"] == pytest.approx(100.0)
+    assert metrics.bleu_sentence(["purple elephants dance quietly"], [[text]])[0] == pytest.approx(0.0, abs=1e-6)
+    assert metrics.bleu_corpus(["purple elephants dance quietly"], [[text]], n_boot=10)["value"] == 0.0
+    # one of three references matching scores as that reference alone
+    hyp = "a woman is riding a bike down the street"
+    others = ["there is a lady outdoors", "cycling is a sport"]
+    for position in range(3):
+        refs = others[:position] + [hyp] + others[position:]
+        assert metrics.bleu_sentence([hyp], [refs])[0] == pytest.approx(metrics.bleu_sentence([hyp], [[hyp]])[0])
+    partial = "a woman rides a bike down a street"
+    three = metrics.bleu_sentence([partial], [[others[0], hyp, others[1]]])[0]
+    assert three == pytest.approx(metrics.bleu_sentence([partial], [[hyp]])[0])
+    assert 0 < three < 100
+
+
+def test_human_bleu_far_above_shuffled(esnli_sample):
+    hyps, refs, shuffled, *_ = esnli_sample
+    human, other = metrics.bleu_sentence(hyps, refs).mean(), metrics.bleu_sentence(shuffled, refs).mean()
+    assert human > 3 * other, (human, other)
+    corpus_h = metrics.bleu_corpus(hyps, refs, n_boot=100)
+    corpus_s = metrics.bleu_corpus(shuffled, refs, n_boot=100)
+    assert corpus_h["value"] > 3 * corpus_s["value"]
+    assert corpus_h["ci_low"] > corpus_s["ci_high"]  # the intervals do not even overlap
+
+
+# ---------------------------------------------------------------------------------- ROUGE
+
+def test_rouge_equals_rouge_score_called_directly(esnli_sample):
+    from rouge_score import rouge_scorer
+
+    hyps, refs, *_ = esnli_sample
+    ours = metrics.rouge(hyps[:40], refs[:40])
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
+    for i, (h, r) in enumerate(zip(hyps[:40], refs[:40])):
+        direct = scorer.score_multi(r, h)  # best reference by F-measure, per type
+        for t in metrics.ROUGE_TYPES:
+            assert ours[t][i] == pytest.approx(direct[t].fmeasure)
+
+
+def test_rouge_hand_computed_cases():
+    text = "a dog is running through the snow"
+    for t, v in metrics.rouge([text], [[text]]).items():
+        assert v[0] == pytest.approx(1.0), t
+    for t, v in metrics.rouge(["purple elephants dance quietly"], [[text]]).items():
+        assert v[0] == 0.0, t
+    # "the cat sat" vs "the cat ran": 2 of 3 unigrams, 1 of 2 bigrams, LCS of 2 words
+    out = metrics.rouge(["the cat sat"], [["the cat ran"]])
+    assert out["rouge1"][0] == pytest.approx(2 / 3)
+    assert out["rouge2"][0] == pytest.approx(1 / 2)
+    assert out["rougeL"][0] == pytest.approx(2 / 3)
+    # one of three references matching scores as that reference alone
+    three = metrics.rouge(["the cat sat"], [["a bird flew", "the cat ran", "nothing here"]])
+    for t in metrics.ROUGE_TYPES:
+        assert three[t][0] == pytest.approx(out[t][0])
+
+
+def test_human_rouge_far_above_shuffled(esnli_sample):
+    hyps, refs, shuffled, *_ = esnli_sample
+    human, other = metrics.rouge(hyps, refs), metrics.rouge(shuffled, refs)
+    assert human["rougeL"].mean() > 2 * other["rougeL"].mean()
+    assert human["rouge2"].mean() > 4 * other["rouge2"].mean()
+    h, s = metrics.summary(human["rougeL"], n_boot=200), metrics.summary(other["rougeL"], n_boot=200)
+    assert h["ci_low"] <= h["value"] <= h["ci_high"] and h["ci_low"] > s["ci_high"]
+
+
+def test_missing_references_are_an_error():
+    with pytest.raises(metrics.QualityError, match="example 1: no non-empty human reference"):
+        metrics.rouge(["a", "b"], [["a"], ["", ""]])
+    with pytest.raises(metrics.QualityError, match="2 explanations but 1 reference groups"):
+        metrics.bleu_sentence(["a", "b"], [["a"]])
+
+
+# ---------------------------------------------------------------------------------- BERTScore
+
+@pytest.fixture(scope="module")
+def bertscore_pairs(esnli_sample, minilm_path):
+    hyps, refs, shuffled, *_ = esnli_sample
+    n = 80
+    human = metrics.bertscore(hyps[:n], refs[:n], str(minilm_path), num_layers=6)
+    other = metrics.bertscore(shuffled[:n], refs[:n], str(minilm_path), num_layers=6)
+    return human, other, n
+
+
+def test_bertscore_equals_bert_score_called_directly(esnli_sample, bertscore_pairs, minilm_path):
+    import bert_score
+
+    hyps, refs, *_ = esnli_sample
+    human, _, _ = bertscore_pairs
+    p, r, f = bert_score.score(hyps[:20], refs[:20], model_type=str(minilm_path), num_layers=6)
+    np.testing.assert_allclose(human["bertscore_p"][:20], p.numpy(), atol=1e-5)
+    np.testing.assert_allclose(human["bertscore_r"][:20], r.numpy(), atol=1e-5)
+    np.testing.assert_allclose(human["bertscore_f1"][:20], f.numpy(), atol=1e-5)
+
+
+def test_bertscore_hand_computed_cases(minilm_path):
+    text = "a man is playing a guitar on stage"
+    disjoint = "quarterly tax filings are due in april"
+    others = ["the sun is shining", "people are eating dinner"]
+    out = metrics.bertscore([text, disjoint, text, text], [[text], [text], others[:1] + [text] + others[1:], others],
+                            str(minilm_path), num_layers=6)
+    for key in metrics.BERTSCORE_KEYS:
+        assert out[key][0] == pytest.approx(1.0, abs=1e-4), key  # identical
+        assert out[key][2] == pytest.approx(out[key][0], abs=1e-6), key  # one of three matching = it alone
+        # BERTScore (without baseline rescaling) has no zero floor: unrelated text scores low, not 0
+        assert out[key][1] < 0.5 and out[key][1] < out[key][0] - 0.5, key
+        assert out[key][3] < 0.6, key
+
+
+def test_bertscore_layers_need_a_number_for_an_unknown_model(tmp_path):
+    assert metrics.bertscore_layers("anything", 4) == 4
+    assert metrics.bertscore_layers("roberta-base", None) == 10  # bert-score's own recommendation
+    with pytest.raises(metrics.QualityError, match="quality.bertscore.num_layers"):
+        metrics.bertscore_layers(str(tmp_path), None)
+
+
+def test_human_bertscore_far_above_shuffled(bertscore_pairs):
+    human, other, n = bertscore_pairs
+    for key in metrics.BERTSCORE_KEYS:
+        h, s = metrics.summary(human[key], n_boot=200), metrics.summary(other[key], n_boot=200)
+        assert h["value"] > s["value"] + 0.25, key
+        assert h["ci_low"] <= h["value"] <= h["ci_high"] and h["ci_low"] > s["ci_high"], key
+        assert h["n"] == n
+
+
+# ---------------------------------------------------------------------------------- MAUVE
+
+@pytest.fixture(scope="module")
+def mauve_features(esnli_sample, minilm_path):
+    """MiniLM features of human explanation 1, human explanation 2 (of the same pairs) and premises."""
+    hyps, refs, _, premises, _ = esnli_sample
+    from explainbench.backends import load_backend
+
+    encoder = load_backend(encoder_spec(minilm_path), name="minilm")
+    try:
+        return tuple(metrics.embed_features({}, texts, "mean", backend=encoder)
+                     for texts in (hyps, [r[0] for r in refs], premises))
+    finally:
+        encoder.close()
+
+
+def test_mauve_equals_mauve_text_called_directly(mauve_features):
+    import mauve
+
+    first, second, _ = mauve_features
+    direct = mauve.compute_mauve(p_features=first, q_features=second, verbose=False).mauve
+    assert metrics.mauve_score(first, second) == pytest.approx(direct)
+
+
+def test_mauve_hand_computed_cases():
+    rng = np.random.default_rng(0)
+    p = rng.normal(size=(100, 16)).astype(np.float32)
+    assert metrics.mauve_score(p, p.copy()) == pytest.approx(1.0, abs=1e-6)  # the same distribution
+    far = rng.normal(size=(100, 16)).astype(np.float32)
+    far[:, 0] += 50.0  # disjoint support: every cluster holds one side only
+    assert metrics.mauve_score(p, far) < 0.02
+    with pytest.raises(metrics.QualityError, match="at least 2 texts"):
+        metrics.mauve_score(p[:1], p[:1])
+
+
+def test_mauve_human_vs_human_above_human_vs_unrelated_text(mauve_features):
+    first, second, premises = mauve_features
+    human = metrics.mauve_corpus(first, second, n_boot=200)
+    unrelated = metrics.mauve_corpus(first, premises, n_boot=200)
+    assert human["value"] > 0.9
+    assert human["value"] > unrelated["value"] + 0.1, (human, unrelated)
+    for out in (human, unrelated):
+        assert out["ci_low"] <= out["value"] <= out["ci_high"] <= 1.0
+        assert out["n"] == len(first)
+
+
+def test_mauve_quantization_is_mauve_texts(mauve_features):
+    first, _, premises = mauve_features
+    buckets = round(len(first) / 10)
+    p_labels, q_labels = metrics.mauve_quantize(first, premises, buckets)
+    assert metrics.mauve_from_labels(p_labels, q_labels, buckets) == pytest.approx(metrics.mauve_score(first, premises))
+
+
+def test_mauve_features_come_from_the_configured_encoder(minilm_path):
+    texts = ["a dog runs", "a cat sleeps", "a dog runs"]
+    features = metrics.embed_features(encoder_spec(minilm_path), texts, pooling="mean")
+    assert features.shape == (3, 384) and features.dtype == np.float32
+    np.testing.assert_allclose(features[0], features[2], atol=1e-5)
+    assert not np.allclose(features[0], features[1])
