@@ -172,3 +172,15 @@ def test_human_explanations_beat_no_explanation(esnli_runs):
     assert list(a["id"]) == list(b["id"])  # the same test items under both conditions
     diff = paired_difference_ci(a["correct"], b["correct"], n_boot=500)
     assert diff["ci_low"] > 0, (human["accuracy"], none["accuracy"], diff)
+
+
+def test_plain_jsonl_keeps_its_human_explanations(tmp_path):
+    """A generic JSONL/CSV with an `explanations` column keeps them (the demo NLI set needs them for `human`)."""
+    path = tmp_path / "d.jsonl"
+    write_jsonl([{k: v for k, v in r.items()} for r in RECORDS], path)
+    recs = load_records(path, format="jsonl", labels=LABELS, task="nli")
+    assert recs[0]["explanations"] == ["a dog is an animal", "second"]
+    assert attach_explanations(recs, "human")[1]["explanation"] == "not every man who sits waits"
+    csv = tmp_path / "d.csv"
+    csv.write_text("id,premise,hypothesis,label\na,p,h,neutral\n")
+    assert load_records(csv, format="csv", labels=LABELS, task="nli")[0]["explanations"] == []

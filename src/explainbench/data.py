@@ -117,7 +117,7 @@ def _columns_for(fmt: str, task: str, columns: dict, path: str) -> dict[str, Any
     else:
         base = dict(BUILTIN_COLUMNS.get(fmt, {}))
     if not base:
-        base = {"id": "id", "label": "label"}
+        base = {"id": "id", "label": "label", "explanations": "explanations"}  # id, explanations: when present
         if task == "nli":
             base.update(premise="premise", hypothesis="hypothesis")
         else:
@@ -170,6 +170,9 @@ def load_records(path: str | Path, *, format: str, labels: list[str], task: str 
             if col not in available:
                 if field == "id" and "id" not in (columns or {}):
                     mapping["id"] = None  # ids are generated
+                    continue
+                if field == "explanations" and "explanations" not in (columns or {}):
+                    mapping["explanations"] = None  # no human explanations in this file
                     continue
                 raise DataError(f"{path}: column {col!r} (field {field!r}) not found; columns: {sorted(available - {'__row__'})}")
     if not rows:
