@@ -54,9 +54,14 @@ def _where(path: str | Path, row: int | None = None, field: str | None = None) -
 
 # --------------------------------------------------------------------------- reading tables
 
+def is_hub(path: str | Path, fmt: str) -> bool:
+    """A ``hub`` dataset, or an ``esnli`` path that is no local file (then it is a hub id)."""
+    return fmt == "hub" or (fmt == "esnli" and not Path(path).exists() and not str(path).endswith(".jsonl"))
+
+
 def _read_table(path: str | Path, fmt: str, hub_split: str = "validation") -> tuple[list[dict], str]:
     """Read raw rows and say what a row number means in this file."""
-    if fmt == "hub" or (fmt == "esnli" and not Path(path).exists() and "/" not in str(path).lstrip("./")):
+    if is_hub(path, fmt):
         return _read_hub(str(path), hub_split), "example"
     path = Path(path)
     if not path.exists():
@@ -112,12 +117,12 @@ def _read_hub(hub_id: str, split: str) -> list[dict]:
 # --------------------------------------------------------------------------- records
 
 def _columns_for(fmt: str, task: str, columns: dict, path: str) -> dict[str, Any]:
-    if fmt == "esnli" and not Path(path).exists():
+    if fmt == "esnli" and is_hub(path, fmt):
         base = dict(BUILTIN_COLUMNS["esnli-hub"])
     else:
         base = dict(BUILTIN_COLUMNS.get(fmt, {}))
     if not base:
-        base = {"id": "id", "label": "label", "explanations": "explanations"}  # id, explanations: when present
+        base = {"id": "id", "label": "label"}
         if task == "nli":
             base.update(premise="premise", hypothesis="hypothesis")
         else:
@@ -160,6 +165,8 @@ def load_records(path: str | Path, *, format: str, labels: list[str], task: str 
     mapping = _columns_for(format, task, columns or {}, str(path))
     needed = ["label"] + (["premise", "hypothesis"] if task == "nli" else ["text"])
     available = set().union(*(r.keys() for r in rows[:50])) if rows else set()
+    if "explanations" not in mapping and "explanations" in available:
+        mapping["explanations"] = "explanations"  # picked up when present, never required
     for field in needed + ["id", "explanations"]:
         cols = mapping.get(field)
         if cols is None:
@@ -170,9 +177,6 @@ def load_records(path: str | Path, *, format: str, labels: list[str], task: str 
             if col not in available:
                 if field == "id" and "id" not in (columns or {}):
                     mapping["id"] = None  # ids are generated
-                    continue
-                if field == "explanations" and "explanations" not in (columns or {}):
-                    mapping["explanations"] = None  # no human explanations in this file
                     continue
                 raise DataError(f"{path}: column {col!r} (field {field!r}) not found; columns: {sorted(available - {'__row__'})}")
     if not rows:
