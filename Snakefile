@@ -16,7 +16,12 @@ os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, os.environ.get("PYTH
 
 from explainbench.config import validate_config  # noqa: E402
 
-configfile: "config/config.yaml"
+# The default config, unless --configfile names another: then that file alone is the config
+# (Snakemake would otherwise merge it into the default's registries).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
 
 config.update(validate_config(config))  # in place: every rule and script sees the filled-in defaults
 

@@ -8,7 +8,7 @@ import sys
 import traceback
 from pathlib import Path
 
-_CONDITION = re.compile(r"^llm-(?P<model>[A-Za-z0-9][A-Za-z0-9_-]*)-(?P<shots>\d+)shot$")
+_CONDITION = re.compile(r"^llm-(?P<model>[A-Za-z0-9][A-Za-z0-9._-]*)-(?P<shots>\d+)shot$")
 
 
 def demo_data_names() -> list[str]:

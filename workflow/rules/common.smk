@@ -8,7 +8,7 @@ from explainbench.workflow import (
     parse_condition,
 )
 
-NAME = r"[A-Za-z0-9][A-Za-z0-9_-]*"
+NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 DATASETS = config["datasets"]
 MODELS = config["models"]
 
@@ -20,7 +20,7 @@ wildcard_constraints:
     shots=r"\d+",
     seed=r"\d+",
     split="train|dev|test",
-    condition=r"none|human|llm-[A-Za-z0-9][A-Za-z0-9_-]*-\d+shot",
+    condition=r"none|human|llm-[A-Za-z0-9][A-Za-z0-9._-]*-\d+shot",
     demo_data="|".join(demo_data_names()),
     demo_model="|".join(re.escape(n) for n in demo_model_names()),
 

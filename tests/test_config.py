@@ -1,0 +1,58 @@
+"""The config schema: defaults filled in, bad keys stop the run with a message naming them."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from explainbench.config import ConfigError, load_config, validate_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def default_config() -> dict:
+    return yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+
+
+def test_both_configs_validate_and_fill_defaults():
+    cfg = load_config(ROOT / "config" / "config.yaml")
+    assert cfg["models"]["smollm2"]["tensor_parallel_size"] == 1          # model default
+    assert cfg["datasets"]["demo_nli"]["split"]["seed"] == 0
+    assert cfg["explain"]["show_label"] is True                              # section default
+    assert cfg["finetune"]["template"].startswith("{premise}")
+    paper = load_config(ROOT / "config" / "paper.yaml")
+    assert paper["models"]["llama-3-70b"]["tensor_parallel_size"] == 4
+    assert set(paper["finetune"]["encoders"]) == {"bert-base", "deberta-v3-base", "roberta-base", "modernbert-base"}
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c["models"]["smollm2"].update(dtype="float33"),
+     r"config key models.smollm2.dtype: 'float33' is not allowed; allowed values: \['auto', 'float32'"),
+    (lambda c: c["models"]["smollm2"].update(max_model_len="long"),
+     r"config key models.smollm2.max_model_len: 'long' has the wrong type; expected integer"),
+    (lambda c: c["explain"].update(shotz=[1]),
+     r"config key explain: unknown key\(s\) \['shotz'\]; allowed keys: \[.*'shots'"),
+    (lambda c: c.update(plr_typo={}), r"config key <top level>: unknown key\(s\) \['plr_typo'\]"),
+    (lambda c: c["explain"].update(explainers=["gpt5"]),
+     r"config key explain.explainers: unknown model 'gpt5'; defined: \['minilm', 'smollm2'\]"),
+    (lambda c: c["finetune"].update(encoders=["smollm2"]),
+     r"config key finetune.encoders: model 'smollm2' is kind 'causal', needs 'encoder'"),
+    (lambda c: c["datasets"]["demo_nli"].update(format="xlsx"), r"config key datasets.demo_nli.format: 'xlsx' is not allowed"),
+    (lambda c: c["datasets"]["demo_nli"]["split"].update(dev=0.5, test=0.6), r"datasets.demo_nli.split: dev \+ test must be below 1"),
+])
+def test_bad_keys_are_named(default_config, edit, message):
+    cfg = copy.deepcopy(default_config)
+    edit(cfg)
+    with pytest.raises(ConfigError, match=message):
+        validate_config(cfg)
+
+
+def test_load_config_names_the_file(tmp_path, default_config):
+    default_config["models"]["minilm"]["batch_size"] = 0
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(default_config))
+    with pytest.raises(ConfigError, match=r"bad.yaml: invalid config:\n  config key models.minilm.batch_size: 0 is less than the minimum of 1"):
+        load_config(path)
