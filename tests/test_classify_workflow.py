@@ -18,7 +18,7 @@ SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 
 CONFIG = {
     "datasets": {"demo_nli": {"format": "jsonl", "path": "resources/demo/demo_nli.jsonl", "task": "nli",
-                              "labels": ["entailment", "neutral", "contradiction"], "sample_per_class": 20,
+                              "labels": ["entailment", "neutral", "contradiction"], "sample_per_class": 12,
                               "split": {"dev": 0.15, "test": 0.25, "seed": 0}}},
     "models": {"smollm2": {"path": "resources/models/SmolLM2-135M-Instruct", "kind": "causal",
                            "backend": "transformers", "dtype": "float32", "max_model_len": 1024},
@@ -34,18 +34,6 @@ FINETUNE = [f"results/finetune/demo_nli/minilm/{c}/seed{s}/metrics.json" for c i
 ZEROSHOT = [f"results/zeroshot/demo_nli/smollm2/{c}/metrics.json" for c in ("none", "human")]
 
 
-@pytest.fixture(scope="module")
-def models_dir() -> Path:
-    """The repo's resources/models with both demo models (built from their PyPI packages when missing)."""
-    from explainbench.demo import DEMO_MODELS
-
-    models = REPO / "resources" / "models"
-    for name in ("all-MiniLM-L6-v2", "SmolLM2-135M-Instruct"):
-        if not (models / name / "config.json").exists():
-            DEMO_MODELS[name](models / name)
-    return models
-
-
 def snakemake(repo: Path, *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
@@ -54,15 +42,19 @@ def snakemake(repo: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_conditions_and_seeds_are_cached_and_a_second_run_does_nothing(tmp_path, models_dir):
+def test_conditions_and_seeds_are_cached_and_a_second_run_does_nothing(tmp_path, minilm_path, smollm2_path):
     if not SNAKEMAKE.exists():
         pytest.skip(f"snakemake not installed beside {sys.executable}")
     repo = tmp_path / "repo"
-    for name in ("Snakefile", "workflow", "scripts", "src", "config", "profiles"):
+    repo.mkdir()
+    for name in ("Snakefile", "workflow", "scripts", "src", "config", "profiles", "envs"):
         src = REPO / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, repo / name)
+        if src.is_dir():
+            shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, repo / name)
     (repo / "resources").mkdir()
-    (repo / "resources" / "models").symlink_to(models_dir, target_is_directory=True)
+    (repo / "resources" / "models").symlink_to(minilm_path.parent, target_is_directory=True)
     (repo / "config" / "config.yaml").write_text(yaml.safe_dump(CONFIG))
 
     first = snakemake(repo, *FINETUNE, *ZEROSHOT)
@@ -74,13 +66,13 @@ def test_conditions_and_seeds_are_cached_and_a_second_run_does_nothing(tmp_path,
         assert (metrics["dataset"], metrics["classifier"], metrics["condition"], metrics["seed"], metrics["method"]) == \
             (dataset, encoder, condition, int(seed_dir.removeprefix("seed")), "finetune")
         preds = pd.read_csv(repo / target.replace("metrics.json", "predictions.csv"))
-        assert len(preds) == metrics["n"] == 15
+        assert len(preds) == metrics["n"] == 9
         log = (repo / "logs/finetune" / dataset / encoder / condition / f"{seed_dir}.log").read_text()
         assert "dev accuracy" in log and "test accuracy" in log
     for target in ZEROSHOT:
         metrics = json.loads((repo / target).read_text())
         assert (metrics["condition"], metrics["seed"], metrics["method"]) == (target.split("/")[4], None, "zeroshot")
-        assert metrics["n"] == 15 and metrics["n_invalid"] == 0
+        assert metrics["n"] == 9 and metrics["n_invalid"] == 0
     # the human condition really saw the explanations, the none condition did not
     none_log = (repo / "logs/finetune/demo_nli/minilm/none/seed0.log").read_text()
     human_log = (repo / "logs/finetune/demo_nli/minilm/human/seed0.log").read_text()

