@@ -6,14 +6,16 @@ runner, all-MiniLM-L6-v2 through transformers); embeddings are computed once per
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.base import clone
 
 from explainbench.embed import model_inputs, read_embeddings, write_embeddings
-from explainbench.plr import (CURVE_COLUMNS, PLRClassifier, curve_summary, draw_rows, learning_curve, run_curve,
-                              smallest_n_reaching)
+from explainbench.plr import (CURVE_COLUMNS, PLRClassifier, curve_summary, draw_rows, learning_curve,
+                              read_zeroshot_accuracy, run_curve, smallest_n_reaching)
 from explainbench.plr_explain import PHRASE_COLUMNS, STABILITY_COLUMNS, explain, occlusions, stability, top_phrases
 
 from plr_support import (SST2_LABELS, minilm_sst2, smollm2_sst2, smollm2_transformers, smollm2_vllm, sst2_sample,
@@ -127,7 +129,12 @@ def test_plr_on_encoder_embeddings_learns(tmp_path):
     assert smallest_n_reaching(curve, 1.01) is None
 
 
-def test_smallest_n_reaching_the_zero_shot_accuracy():
+def test_smallest_n_reaching_the_zero_shot_accuracy(tmp_path):
+    (tmp_path / "metrics.json").write_text('{"method": "zeroshot", "accuracy": 0.65}')
+    assert read_zeroshot_accuracy(tmp_path / "metrics.json") == 0.65
+    (tmp_path / "bad.json").write_text('{"method": "zeroshot"}')
+    with pytest.raises(ValueError, match=r"bad\.json, field 'accuracy'"):
+        read_zeroshot_accuracy(tmp_path / "bad.json")
     curve = pd.DataFrame({"n_per_class": [2, 2, 8, 8, 32, 32], "draw": [0, 1] * 3,
                           "accuracy": [0.5, 0.6, 0.6, 0.7, 0.8, 0.7], "macro_f1": 0.0, "C": 1.0})
     assert smallest_n_reaching(curve, 0.65) == 8  # mean over draws at 8 is 0.65
@@ -188,17 +195,17 @@ def test_occlusions_remove_each_word_and_ngram():
 
 def test_top_phrases_and_stability_from_contributions():
     rows = []
-    for draw, sign in ((0, 1.0), (1, 1.0), (2, -1.0)):
-        for phrase, value in (("great", 2.0), ("film", 0.1), ("dull", -1.5), ("plot", -0.2)):
+    for draw, film in ((0, 0.1), (1, 0.1), (2, -0.5)):
+        for phrase, value in (("great", 2.0), ("film", film), ("dull", -1.5), ("plot", -0.2)):
             rows.append({"draw": draw, "label": "positive", "text_id": "t", "field": "text", "start": 0,
-                         "phrase": phrase, "ngram": 1, "contribution": value * (sign if phrase == "film" else 1)})
+                         "phrase": phrase, "ngram": 1, "contribution": value})
     contrib = pd.DataFrame(rows)
     top = top_phrases(contrib, top_k=2)
     assert top["phrase"].tolist() == ["great", "film"] and top["rank"].tolist() == [1, 2]
-    assert top["mean_contribution"].tolist() == pytest.approx([2.0, 0.1 / 3])
+    assert top["mean_contribution"].tolist() == pytest.approx([2.0, -0.1])
     stab = stability(contrib).set_index(["draw_a", "draw_b"])["spearman"]
     assert stab[(0, 1)] == pytest.approx(1.0)
-    assert stab[(0, 2)] == pytest.approx(0.8)  # film drops below plot: ranks (4,3,1,2) vs (4,2,1,3)
+    assert stab[(0, 2)] == pytest.approx(0.8)  # film drops below plot: 1 - 6 * 2 / (4 * 15)
 
 
 @pytest.mark.slow
@@ -237,3 +244,53 @@ def smollm2_sst2_settings():
     from explainbench.embed import EmbedSettings
 
     return EmbedSettings(pooling="last", layer=-1, wrap=True)
+
+
+# --------------------------------------------------------------------------- the rules, through Snakemake
+
+@pytest.mark.slow
+def test_snakemake_runs_embed_curve_and_explain_on_the_demo(tmp_path):
+    """The three PLR rules end to end with real Snakemake on the demo sentiment set and the real MiniLM."""
+    import shutil
+    import subprocess
+    import sys
+
+    from plr_support import ROOT, demo_model
+
+    work = tmp_path / "repo"
+    work.mkdir()
+    for name in ("Snakefile", "workflow", "scripts", "src", "config"):
+        src = ROOT / name
+        (shutil.copytree(src, work / name, ignore=shutil.ignore_patterns("__pycache__")) if src.is_dir()
+         else shutil.copy(src, work / name))
+    if (ROOT / "envs").is_dir():
+        shutil.copytree(ROOT / "envs", work / "envs")
+    else:  # the rules name conda env files; Snakemake records them even without --use-conda
+        (work / "envs").mkdir()
+        for env in ("core", "engines", "report", "metrics"):
+            (work / "envs" / f"{env}.yaml").write_text("dependencies: []\n")
+    (work / "resources" / "models").mkdir(parents=True)
+    (work / "resources" / "models" / "all-MiniLM-L6-v2").symlink_to(demo_model("all-MiniLM-L6-v2"))
+    (work / "test.yaml").write_text(
+        "plr:\n  datasets: [demo_sentiment]\n  models: [minilm]\n  n_per_class: [2, 8, 32]\n  draws: 2\n"
+        "  explain_max_texts: 4\n  explain_top_k: 5\n  explain_ngram: 2\n")
+    out = "results/plr/demo_sentiment/minilm"
+    targets = [f"{out}/curve.csv", f"{out}/phrases.csv", f"{out}/stability.csv"]
+    snakemake = Path(sys.executable).with_name("snakemake")
+    proc = subprocess.run([str(snakemake), *targets, "--cores", "2", "--configfile", "test.yaml"], cwd=work,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    emb = read_embeddings(work / "results/embeddings/demo_sentiment/minilm/embeddings.npz")
+    assert emb.meta["pooling"] == "mean" and set(emb.split) == {"train", "test"}
+    curve = pd.read_csv(work / targets[0])
+    assert list(curve.columns) == CURVE_COLUMNS and len(curve) == 6
+    assert curve[curve["n_per_class"] == 32]["accuracy"].mean() > 0.8  # the demo set is easy
+    phrases = pd.read_csv(work / targets[1])
+    assert list(phrases.columns) == PHRASE_COLUMNS and set(phrases["label"]) == {"negative", "positive"}
+    assert list(pd.read_csv(work / targets[2]).columns) == STABILITY_COLUMNS
+    n_texts = len(emb.ids)
+    assert f"embedded {n_texts}/{n_texts} texts" in (work / "logs/embed/demo_sentiment/minilm.log").read_text()
+    # a second run has nothing to do: everything is cached in the outputs
+    again = subprocess.run([str(snakemake), *targets, "-n", "--cores", "2", "--configfile", "test.yaml"], cwd=work,
+                           capture_output=True, text=True, timeout=300)
+    assert "Nothing to be done" in again.stdout + again.stderr

@@ -236,6 +236,20 @@ def smallest_n_reaching(curve: pd.DataFrame, zeroshot_accuracy: float) -> int | 
     return int(reached["n_per_class"].min()) if len(reached) else None
 
 
+def read_zeroshot_accuracy(path) -> float:
+    """The zero-shot baseline's accuracy from the zeroshot rule's metrics.json (condition none)."""
+    import json
+    from pathlib import Path
+
+    try:
+        metrics = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: cannot read zero-shot metrics: {err}") from None
+    if not isinstance(metrics.get("accuracy"), (int, float)):
+        raise ValueError(f"{path}, field 'accuracy': missing or not a number")
+    return float(metrics["accuracy"])
+
+
 def run_curve(*, embeddings: str, out: str, dataset: str, model: str, settings: dict,
               train: str | None = None, test: str | None = None) -> pd.DataFrame:
     """Rule ``plr_curve``: the learning curve from the cached embeddings, written as curve.csv."""
