@@ -28,7 +28,7 @@ import logging
 import shutil
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from . import ExplainBenchError
 from .backends import Backend, prompt_hash
@@ -256,31 +256,40 @@ def generation_spec(model_spec: dict) -> dict:
     return {k: v for k, v in sorted(model_spec.items()) if k not in runtime_only}
 
 
-def run_explain(*, examples_path: str | Path, train_path: str | Path, output: str | Path, model_name: str,
+def run_explain(*, splits: Mapping[str, tuple[str | Path, str | Path]], train_path: str | Path, model_name: str,
                 model_spec: dict, dataset_name: str, dataset_spec: dict, prompts_dir: str | Path, shots: int,
-                seed: int, split: str, settings: dict, backend: Backend | None = None) -> list[dict]:
-    """What rule ``explain`` does: read the split files, load the template and the model, generate."""
+                seed: int, settings: dict, backend: Backend | None = None) -> dict[str, list[dict]]:
+    """What rule ``explain`` does: explain every split of a dataset with one engine start.
+
+    ``splits`` maps a split name to ``(examples file, output file)``. The model is loaded
+    once for all of them (loading a 70B model three times would cost more than the test
+    split's generation); each split is its own chunked, resumable output.
+    """
     from .backends import load_backend
     from .prompts import load_template
 
-    records, train = read_jsonl(examples_path), read_jsonl(train_path)
+    train = read_jsonl(train_path)
     template = load_template(prompts_dir, "explain", dataset_name, dataset_spec.get("task", "nli"))
-    log.info("template %s; %d %s examples, %d train examples; model %s (%s)", template["__file__"], len(records),
-             split, len(train), model_name, model_spec.get("backend"))
+    log.info("template %s; %d train examples; model %s (%s)", template["__file__"], len(train), model_name,
+             model_spec.get("backend"))
     own = backend is None
     backend = backend or load_backend(model_spec, model_name)
+    out: dict[str, list[dict]] = {}
     try:
-        return explain_records(records, train=train, backend=backend, template=template, shots=shots, seed=seed,
-                               output=output, show_label=settings.get("show_label", True),
-                               labels=dataset_spec.get("labels", ()),
-                               max_new_tokens=settings.get("max_new_tokens", 64),
-                               temperature=settings.get("temperature", 0.0),
-                               chunk_size=settings.get("chunk_size", 64), train_source=str(train_path),
-                               meta={"model": model_name, "dataset": dataset_name, "split": split,
-                                     "model_spec": generation_spec(model_spec)})
+        for split, (examples_path, output) in splits.items():
+            records = read_jsonl(examples_path)
+            log.info("split %s: %d examples -> %s", split, len(records), output)
+            out[split] = explain_records(
+                records, train=train, backend=backend, template=template, shots=shots, seed=seed, output=output,
+                show_label=settings.get("show_label", True), labels=dataset_spec.get("labels", ()),
+                max_new_tokens=settings.get("max_new_tokens", 64), temperature=settings.get("temperature", 0.0),
+                chunk_size=settings.get("chunk_size", 64), train_source=str(train_path),
+                meta={"model": model_name, "dataset": dataset_name, "split": split,
+                      "model_spec": generation_spec(model_spec)})
     finally:
         if own:
             backend.close()
+    return out
 
 
 __all__ = ["ExplainError", "ROW_FIELDS", "build_prompt", "build_prompts", "explain_records", "generation_spec",

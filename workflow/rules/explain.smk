@@ -1,24 +1,29 @@
 # Study 1, part 1: an LLM writes a natural-language explanation for each example,
 # zero-shot or with k demonstrations (drawn, seeded and label-balanced, from train).
-# One job per dataset x explainer x shots x seed x split; chunked and resumable.
+# One job per dataset x explainer x shots x seed: the engine starts once and explains the
+# train, dev and test splits (fine-tuning reads all three), each file chunked and resumable.
 
 
 rule explain:
     input:
-        examples=lambda wc: split_file(wc.dataset, wc.split),
+        test=lambda wc: split_file(wc.dataset, "test"),
+        dev=lambda wc: split_file(wc.dataset, "dev"),
         train=lambda wc: split_file(wc.dataset, "train"),
+        template=lambda wc: prompt_file(wc.dataset, "explain"),
         model=lambda wc: model_files(wc.model),
     output:
-        explanations="results/explanations/{dataset}/{model}/{shots}shot/seed{seed}/{split}.jsonl",
+        test="results/explanations/{dataset}/{model}/{shots}shot/seed{seed}/test.jsonl",
+        dev="results/explanations/{dataset}/{model}/{shots}shot/seed{seed}/dev.jsonl",
+        train="results/explanations/{dataset}/{model}/{shots}shot/seed{seed}/train.jsonl",
     params:
         model=lambda wc: model_spec(wc.model),
         dataset=lambda wc: DATASETS[wc.dataset],
         prompts=config["prompts_dir"],
         settings=lambda wc: {k: config["explain"][k] for k in ("show_label", "max_new_tokens", "temperature", "chunk_size")},
     log:
-        "logs/explain/{dataset}/{model}/{shots}shot/seed{seed}/{split}.log",
+        "logs/explain/{dataset}/{model}/{shots}shot/seed{seed}.log",
     benchmark:
-        "benchmarks/results/explain/{dataset}/{model}/{shots}shot/seed{seed}/{split}.tsv"
+        "benchmarks/results/explain/{dataset}/{model}/{shots}shot/seed{seed}.tsv"
     threads: 2
     resources:
         gpu=lambda wc: model_gpus(wc.model),
