@@ -9,8 +9,8 @@ import pytest
 
 from explainbench.backends import BackendError, load_backend
 from explainbench.data import write_jsonl
-from explainbench.embed import (EmbedSettings, Embeddings, EmbeddingError, check_against_splits, embed_dataset,
-                                format_options, model_inputs, read_embeddings, wrap_record, write_embeddings)
+from explainbench.embed import EmbedSettings, embed_dataset, format_options, model_inputs, wrap_record
+from explainbench.embeddings import Embeddings, EmbeddingError, check_against_splits, read_embeddings, write_embeddings
 from explainbench.prompts import PromptError, load_template
 
 from plr_support import (PROMPTS, SST2_LABELS, minilm_spec, smollm2_spec, smollm2_sst2, smollm2_transformers,

@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 from sklearn.base import clone
 
-from explainbench.embed import model_inputs, read_embeddings, write_embeddings
+from explainbench.embed import model_inputs
+from explainbench.embeddings import read_embeddings, write_embeddings
 from explainbench.plr import (CURVE_COLUMNS, PLRClassifier, curve_summary, draw_rows, learning_curve,
                               read_zeroshot_accuracy, run_curve, smallest_n_reaching)
 from explainbench.plr_explain import PHRASE_COLUMNS, STABILITY_COLUMNS, explain, occlusions, stability, top_phrases

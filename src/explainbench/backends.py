@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass

@@ -254,7 +254,7 @@ def run_curve(*, embeddings: str, out: str, dataset: str, model: str, settings: 
               train: str | None = None, test: str | None = None) -> pd.DataFrame:
     """Rule ``plr_curve``: the learning curve from the cached embeddings, written as curve.csv."""
     from .data import read_jsonl
-    from .embed import check_against_splits, read_embeddings
+    from .embeddings import check_against_splits, read_embeddings
 
     emb = read_embeddings(embeddings)
     if train and test:

@@ -201,7 +201,7 @@ def run_explain(*, embeddings: str, train: str, test: str, phrases_out: str, sta
     """Rule ``plr_explain``: phrases.csv and stability.csv for one dataset x model."""
     from .backends import load_backend
     from .data import read_jsonl
-    from .embed import check_against_splits, read_embeddings
+    from .embeddings import check_against_splits, read_embeddings
     from .plr import write_csv
     from .prompts import load_template
 
