@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -68,6 +71,66 @@ def tiny_llama_path(tmp_path_factory) -> Path:
     from explainbench.demo import build_tiny_llama
 
     return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+# ----------------------------------------------------------------------------- the default pipeline, run once
+
+# "code" is left out of the rerun triggers: the linked demo models have no Snakemake metadata in
+# the copy and must never be rebuilt (through the links) by rule demo_model.
+TRIGGERS = ["--rerun-triggers", "mtime", "params", "input", "software-env"]
+# Poll the scheduler often: the jobs take seconds to minutes, not hours.
+SLURM_POLLING = ["--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "2",
+                 "--verbose"]
+
+
+@dataclass
+class PipelineRun:
+    """A real run of the default config to the end, in a fresh copy of the workflow."""
+
+    root: Path
+    configfile: str     # relative to root: config/config.yaml plus, under SLURM, slurm.partition
+    executor: str       # "slurm" (through sbatch) or "local"
+    partition: str | None
+    planned: list       # explainbench.ops.PlannedJob: what the dry run listed before the run
+    output: str         # Snakemake's stdout and stderr
+    returncode: int
+
+    def snakemake(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+        """Snakemake again in the same copy, with the same config and executor."""
+        from explainbench.ops import run_snakemake
+
+        executor = ["--profile", "profiles/slurm", *SLURM_POLLING] if self.executor == "slurm" else ["--cores", "2"]
+        return run_snakemake(self.root, [*args, *executor, *TRIGGERS, "--configfile", self.configfile],
+                             timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def default_run(tmp_path_factory, smollm2_path, minilm_path) -> PipelineRun:
+    """`snakemake` on the default config, once per test session (minutes on 2 cores).
+
+    Through SLURM (`--profile profiles/slurm`, every job an sbatch) when a scheduler answers,
+    as in CI, where .ci/run starts one; locally (`--cores 2`) otherwise. The report tests and
+    the SLURM test both check this one run.
+    """
+    from explainbench.ops import copy_workflow, planned_jobs, scheduler_problem
+
+    root = copy_workflow(tmp_path_factory.mktemp("default-run") / "repo")
+    (root / "resources" / "models").mkdir(parents=True)
+    for model in (smollm2_path, minilm_path):  # linked, so no job can rewrite the shared folder
+        (root / "resources" / "models" / model.name).symlink_to(model, target_is_directory=True)
+    config = yaml.safe_load((root / "config" / "config.yaml").read_text())
+    executor, partition = ("local", None) if scheduler_problem() else ("slurm", None)
+    if executor == "slurm":
+        partitions = [p.rstrip("*") for p in subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True,
+                                                             text=True, check=True).stdout.split()]
+        partition = "batch" if "batch" in partitions else partitions[0]
+        config["slurm"] = {"partition": partition}
+    (root / "config" / "test_run.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    run = PipelineRun(root, "config/test_run.yaml", executor, partition, [], "", -1)
+    run.planned = planned_jobs(root, configfile=run.configfile, extra=TRIGGERS)
+    proc = run.snakemake(timeout=3600)
+    run.output, run.returncode = proc.stdout, proc.returncode
+    return run
 
 
 def causal_spec(path: Path, backend: str = "vllm", **extra) -> dict:

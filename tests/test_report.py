@@ -10,9 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import re
-import shutil
 import struct
 import subprocess
 import sys
@@ -25,7 +23,9 @@ import pandas as pd
 import pytest
 import yaml
 
+from conftest import TRIGGERS
 from explainbench.config import load_config, validate_config
+from explainbench.ops import copy_workflow
 from explainbench.plots import plot_classification, plot_learning_curves, plot_quality_heatmap
 from explainbench.provenance import config_hash
 from explainbench.report import (ReportError, classification_table, plr_table, quality_table, read_table,
@@ -383,18 +383,6 @@ REPORT_RULES = ["quality_table", "classification_table", "plr_table", "plot_lear
                 "plot_classification", "plot_quality_heatmap", "all"]
 
 
-def copy_repo(dest: Path) -> Path:
-    """A copy of the working tree (tracked + untracked, not ignored files), models linked in."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, check=True,
-                           capture_output=True, text=True).stdout.splitlines()
-    for rel in files:
-        src = REPO / rel
-        if src.is_file() and not src.is_symlink():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / rel)
-    return dest
-
-
 def expected_runs(cfg: dict) -> dict:
     """Every run the report tables must hold, derived from the config alone."""
     e, f, z, p = cfg["explain"], cfg["finetune"], cfg["zeroshot"], cfg["plr"]
@@ -500,7 +488,7 @@ def render_report(root: Path, extra: list[str] = ()) -> Path:
 def test_report_rules_in_snakemake_on_contract_files(tmp_path):
     """The real report rules and `snakemake --report`, on per-run files written to the contract
     for the default config (the stage rules are not run here: --allowed-rules)."""
-    root = copy_repo(tmp_path / "repo")
+    root = copy_workflow(tmp_path / "repo")
     cfg = load_config(root / "config/config.yaml")
     write_stage_outputs(root, cfg)
     allowed = ["--allowed-rules", *REPORT_RULES]
@@ -512,27 +500,10 @@ def test_report_rules_in_snakemake_on_contract_files(tmp_path):
 
 # ----------------------------------------------------------------------------- end to end: the real default pipeline
 
-def stub_scripts() -> list[str]:
-    """Stage scripts that are still placeholders (they raise NotImplementedError)."""
-    return sorted(p.name for p in (REPO / "scripts").glob("*.py") if "raise NotImplementedError" in p.read_text())
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(bool(stub_scripts()), reason=f"stage scripts are still stubs (raise NotImplementedError): "
-                    f"{stub_scripts()}; the end-to-end run needs every stage merged")
-def test_default_pipeline_end_to_end(tmp_path, smollm2_path, minilm_path):
-    """`snakemake --cores 2` on the default config from a fresh copy, then `snakemake --report`."""
-    root = copy_repo(tmp_path / "repo")
-    (root / "resources/models").mkdir(parents=True)
-    for model in (smollm2_path, minilm_path):  # link each model, so no job can rewrite the shared folder
-        (root / "resources/models" / model.name).symlink_to(model, target_is_directory=True)
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1")
-    # "code" is left out of the rerun triggers: the linked demo models have no Snakemake metadata here
-    # and must never be rebuilt (through the links) by rule demo_model.
-    triggers = ["--rerun-triggers", "mtime", "params", "input", "software-env"]
-    proc = subprocess.run(SNAKEMAKE + ["--cores", "2", *triggers], cwd=root, env=env, capture_output=True,
-                          text=True, timeout=3000)
-    assert proc.returncode == 0, proc.stderr[-6000:]
-    cfg = load_config(root / "config/config.yaml")
-    check_report_outputs(root, cfg)
-    render_report(root, triggers)
+def test_default_pipeline_end_to_end(default_run):
+    """The default config run to the end (conftest.default_run), then `snakemake --report`."""
+    assert default_run.returncode == 0, default_run.output[-6000:]
+    cfg = load_config(default_run.root / default_run.configfile)
+    check_report_outputs(default_run.root, cfg)
+    render_report(default_run.root, [*TRIGGERS, "--configfile", default_run.configfile])

@@ -1,59 +1,34 @@
 """The pipeline on a real SLURM scheduler, through `--profile profiles/slurm` and sbatch.
 
 Needs a running cluster (tools/slurm/start_local_cluster.sh, which .ci/run calls before
-`make test`); skipped only when no scheduler answers. Runs in a temporary copy of the workflow.
+`make test`); skipped only when no scheduler answers. The default run itself is
+conftest.default_run, shared with the report tests.
 """
 from __future__ import annotations
 
-import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
-from explainbench.ops import copy_workflow, run_snakemake
+from conftest import SLURM_POLLING, TRIGGERS
+from explainbench.ops import run_snakemake, scheduler_problem
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[1]
 JOBCOMP = Path("/var/log/slurm/jobcomp.log")  # tools/slurm: JobCompType=jobcomp/filetxt
-# The small target set the scheduler runs (the data stage and a demo model). The full default
-# run (`all`) replaces it once every stage is implemented.
-TARGETS = ["results/data/demo_sentiment/summary.json", "resources/models/all-MiniLM-L6-v2"]
-# Poll the scheduler often: the test's jobs take seconds, not hours.
-FAST = ["--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "2", "--verbose"]
-
-
-def _scheduler_problem() -> str | None:
-    if shutil.which("sbatch") is None or shutil.which("scontrol") is None:
-        return "no SLURM client (sbatch/scontrol) on PATH; start one with tools/slurm/start_local_cluster.sh"
-    ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True)
-    if "UP" not in ping.stdout:
-        return f"no SLURM controller answers `scontrol ping` ({ping.stdout.strip() or ping.stderr.strip()})"
-    state = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True).stdout.split()
-    if not any(s in ("idle", "mixed", "allocated", "completing") for s in state):
-        return f"no SLURM node can take jobs (states: {state})"
-    return None
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    problem = _scheduler_problem()
+    problem = scheduler_problem()
     if problem:
         pytest.skip(problem)
     node = subprocess.run(["scontrol", "show", "node"], capture_output=True, text=True, check=True).stdout
     gres = re.search(r"Gres=gpu:(\d+)", node)
-    partitions = [p.rstrip("*") for p in subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True,
-                                                         text=True, check=True).stdout.split()]
-    return {"gpus": int(gres.group(1)) if gres else 0, "partitions": partitions}
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    return copy_workflow(tmp_path_factory.mktemp("slurm") / "repo")
+    return {"gpus": int(gres.group(1)) if gres else 0}
 
 
 def _submissions(log: str) -> dict[str, str]:
@@ -82,33 +57,25 @@ def _jobcomp(workdir: Path) -> dict[str, dict[str, str]]:
     return jobs
 
 
-def test_pipeline_runs_to_the_end_through_sbatch(cluster, workdir):
-    config = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
-    partition = "batch" if "batch" in cluster["partitions"] else cluster["partitions"][0]
-    config["slurm"] = {"partition": partition}
-    (workdir / "config" / "slurm_test.yaml").write_text(yaml.safe_dump(config))
+def test_the_default_config_runs_to_the_end_through_sbatch(cluster, default_run):
+    """conftest.default_run went through `--profile profiles/slurm`: every job of the default DAG
+    was an sbatch to the configured partition, SLURM ran each to completion, and a second run
+    submits nothing. (The report tests check what the run wrote.)"""
+    assert default_run.executor == "slurm", "a scheduler answers now but did not when the run started"
+    assert default_run.returncode == 0, default_run.output[-8000:]
+    log, workdir, partition = default_run.output, default_run.root, default_run.partition
 
-    proc = run_snakemake(workdir, ["--profile", "profiles/slurm", "--configfile", "config/slurm_test.yaml",
-                                   *FAST, *TARGETS], timeout=900)
-    assert proc.returncode == 0, proc.stdout[-8000:]
-
-    # the outputs are real
-    for name in ("demo_sentiment",):
-        summary = json.loads((workdir / "results" / "data" / name / "summary.json").read_text())
-        demo = (workdir / "resources" / "demo" / f"{name}.jsonl").read_text().splitlines()
-        assert sum(summary[s]["n"] for s in ("train", "dev", "test")) == len(demo) > 0
-        for split in ("train", "dev", "test"):
-            rows = (workdir / "results" / "data" / name / f"{split}.jsonl").read_text().splitlines()
-            assert len(rows) == summary[split]["n"]
-    assert (workdir / "resources" / "models" / "all-MiniLM-L6-v2" / "config.json").exists()
-
-    # every job went through sbatch, to the configured partition, and SLURM ran it to completion
-    submitted = _submissions(proc.stdout)
-    assert len(submitted) == 3, proc.stdout[-4000:]  # demo_data, prepare_data, demo_model
-    for jobid, call in submitted.items():
+    # every job that runs something went through sbatch (rule `all` only gathers its inputs)
+    planned = [j for j in default_run.planned if j.rule != "all"]
+    assert {j.rule for j in planned} >= {"demo_data", "prepare_data", "explain", "score_explanations", "finetune",
+                                         "zeroshot", "embed", "plr_curve", "plr_explain", "quality_table",
+                                         "classification_table", "plr_table", "plot_learning_curves"}
+    submitted = _submissions(log)
+    assert len(submitted) == len(planned), log[-4000:]
+    for call in submitted.values():
         assert f"-p {partition}" in call, call
         assert "--gpus" not in call, call  # gpu_rules_use_gpus is false by default
-    assert len(list((workdir / "logs" / "slurm").rglob("*.log"))) == 3
+    assert len(list((workdir / "logs" / "slurm").rglob("*.log"))) == len(planned)
     finished = _jobcomp(workdir)
     assert set(submitted) <= set(finished), f"submitted {sorted(submitted)}, SLURM recorded {sorted(finished)}"
     for jobid in submitted:
@@ -116,19 +83,18 @@ def test_pipeline_runs_to_the_end_through_sbatch(cluster, workdir):
         assert finished[jobid]["Partition"] == partition
     # the rules' own logs were written by the jobs
     assert "demo_sentiment" in (workdir / "logs" / "prepare_data" / "demo_sentiment.log").read_text()
+    assert (workdir / "results" / "tables" / "classification.csv").exists()
 
     # a second run has nothing to submit
-    again = run_snakemake(workdir, ["--profile", "profiles/slurm", "--configfile", "config/slurm_test.yaml",
-                                    *FAST, *TARGETS], timeout=300)
+    again = default_run.snakemake(timeout=300)
     assert again.returncode == 0, again.stdout[-4000:]
     assert "Nothing to be done" in again.stdout
     assert "sbatch call" not in again.stdout
 
 
-def test_tensor_parallel_size_sets_the_gpus_a_job_asks_for(cluster, workdir):
+def test_tensor_parallel_size_sets_the_gpus_a_job_asks_for(cluster, default_run):
     """A tp=4 model's jobs ask SLURM for 4 GPUs, a tp=1 model's for 1 (gpu_rules_use_gpus: true)."""
-    if not (workdir / "results" / "data" / "demo_sentiment" / "train.jsonl").exists():
-        pytest.skip("needs the data stage from test_pipeline_runs_to_the_end_through_sbatch")
+    workdir = default_run.root  # its data stage is done
     config = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
     encoder = dict(config["models"]["minilm"])
     config["models"]["big"] = {**encoder, "tensor_parallel_size": 4}
@@ -139,7 +105,7 @@ def test_tensor_parallel_size_sets_the_gpus_a_job_asks_for(cluster, workdir):
                "results/embeddings/demo_sentiment/small/embeddings.npz"]
 
     proc = run_snakemake(workdir, ["--profile", "profiles/slurm", "--configfile", "config/slurm_gpu.yaml",
-                                   "--keep-going", *FAST, *targets], timeout=900)
+                                   "--keep-going", *SLURM_POLLING, *TRIGGERS, *targets], timeout=900)
     by_model = {}
     for call in re.findall(r"^sbatch call: (.*)$", proc.stdout, re.M):
         model = re.search(r"--comment rule_embed_wildcards_\S*?(big|small)\b", call)
@@ -158,9 +124,8 @@ def test_tensor_parallel_size_sets_the_gpus_a_job_asks_for(cluster, workdir):
         assert "gres:gpu:4" in shown or "gres/gpu=4" in shown, shown
         shown_small = subprocess.run(["scontrol", "show", "job", jobids["small"]], capture_output=True, text=True).stdout
         assert "gres:gpu:1" in shown_small or "gres/gpu=1" in shown_small, shown_small
-        if "not implemented yet" not in (workdir / "scripts" / "embed.py").read_text():
-            assert proc.returncode == 0, proc.stdout[-6000:]
-            assert (workdir / targets[0]).exists() and (workdir / targets[1]).exists()
+        assert proc.returncode == 0, proc.stdout[-6000:]
+        assert (workdir / targets[0]).exists() and (workdir / targets[1]).exists()
     else:
         # a cluster without 4 GPUs refuses the tp=4 job at submission, naming the request
         assert "SLURM sbatch failed" in proc.stdout and "--gpus=4" in proc.stdout, proc.stdout[-4000:]

@@ -327,6 +327,19 @@ def run_snakemake(workdir: str | Path, args: Sequence[str], *, timeout: float | 
     return proc
 
 
+def scheduler_problem() -> str | None:
+    """Why no SLURM job could run here now (no client, no controller, no usable node), or None."""
+    if shutil.which("sbatch") is None or shutil.which("scontrol") is None:
+        return "no SLURM client (sbatch/scontrol) on PATH; start one with tools/slurm/start_local_cluster.sh"
+    ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True)
+    if "UP" not in ping.stdout:
+        return f"no SLURM controller answers `scontrol ping` ({ping.stdout.strip() or ping.stderr.strip()})"
+    state = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True).stdout.split()
+    if not any(s in ("idle", "mixed", "allocated", "completing") for s in state):
+        return f"no SLURM node can take jobs (states: {state})"
+    return None
+
+
 @dataclass(frozen=True)
 class PlannedJob:
     rule: str
