@@ -56,3 +56,38 @@ def test_load_config_names_the_file(tmp_path, default_config):
     path.write_text(yaml.safe_dump(default_config))
     with pytest.raises(ConfigError, match=r"bad.yaml: invalid config:\n  config key models.minilm.batch_size: 0 is less than the minimum of 1"):
         load_config(path)
+
+
+def _schema_keys(node: dict, defs: dict, path: tuple[str, ...] = ()):
+    """Every key path the schema allows: ('quality', 'bertscore', 'model'), ('models', '*', 'dtype'), ..."""
+    if "$ref" in node:
+        node = {**defs[node["$ref"].rsplit("/", 1)[1]], **{k: v for k, v in node.items() if k != "$ref"}}
+    for key, sub in node.get("properties", {}).items():
+        yield path + (key,)
+        yield from _schema_keys(sub, defs, path + (key,))
+    if isinstance(node.get("additionalProperties"), dict):
+        yield from _schema_keys(node["additionalProperties"], defs, path + ("*",))
+
+
+def test_config_readme_documents_every_schema_key():
+    """config/README.md has a `## <key>` section per top-level key, and each nested key is named
+    in its section, in backticks, by its name or a dotted path ending in it (`plr.draws`, `draws`);
+    a key that groups others may be named through them (`split.seed` names `split`)."""
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    readme = (ROOT / "config" / "README.md").read_text()
+    sections: dict[str, str] = {}
+    for block in readme.split("\n## ")[1:]:
+        title, _, body = block.partition("\n")
+        top = title.split(":")[0].strip()
+        sections[top] = sections.get(top, "") + body
+    missing = []
+    for path in _schema_keys(schema, schema.get("$defs", {})):
+        if path[0] not in sections:
+            missing.append(f"{path[0]} (no '## {path[0]}' section)")
+            continue
+        keys = [k for k in path if k != "*"]
+        names = [".".join(keys[i:]) for i in range(len(keys))]
+        text = sections[path[0]]
+        if len(path) > 1 and not any(f"`{n}`" in text or f"`{n}." in text for n in names):
+            missing.append(".".join(path))
+    assert not missing, f"config/README.md does not document: {missing}"

@@ -42,6 +42,22 @@ def model_files(name):
     return []
 
 
+def quality_model(role):
+    """The model name config `quality` gives a role (judge, bertscore, mauve), or None."""
+    q = config["quality"]
+    return q["judge"] if role == "judge" else q[role]["model"]
+
+
+def quality_model_files(role):
+    name = quality_model(role)
+    return model_files(name) if name else []
+
+
+def quality_model_spec(role):
+    name = quality_model(role)
+    return model_spec(name) if name else None
+
+
 def dataset_file(name):
     spec = DATASETS[name]
     return [] if spec["format"] == "hub" or not (spec["path"].startswith("resources/") or os.path.exists(spec["path"])) else [spec["path"]]
@@ -61,6 +77,28 @@ def prompt_file(dataset, stage):
     from explainbench.prompts import template_path
 
     return str(template_path(config["prompts_dir"], stage, dataset, DATASETS[dataset]["task"]))
+
+
+def settings(section, keys):
+    """The config keys of a stage that a rule passes on (params: a change re-runs the rule)."""
+    return {k: config[section][k] for k in keys}
+
+
+FINETUNE_KEYS = ("template", "text_template", "epochs", "batch_size", "eval_batch_size", "learning_rate",
+                 "weight_decay", "warmup_ratio", "max_length", "early_stopping_patience", "keep_checkpoints",
+                 "log_every_steps")
+PLR_EMBED_KEYS = ("pooling", "layer", "encoder_pooling", "wrap_encoder_texts", "embed_chunk_size")
+PLR_CURVE_KEYS = ("n_per_class", "draws", "penalty", "cv_folds", "seed")
+PLR_EXPLAIN_KEYS = PLR_CURVE_KEYS + PLR_EMBED_KEYS + (
+    "explain_top_k", "explain_ngram", "explain_max_texts", "explain_n_per_class", "explain_texts_per_call",
+    "explain_min_count")
+
+
+def embed_template(wc):
+    """The embed prompt, for the models that wrap texts in it (causal LMs; encoders if asked)."""
+    if MODELS[wc.model]["kind"] == "causal" or config["plr"]["wrap_encoder_texts"]:
+        return prompt_file(wc.dataset, "embed")
+    return []
 
 
 def first_explain_seed():

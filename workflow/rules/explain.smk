@@ -19,7 +19,7 @@ rule explain:
         model=lambda wc: model_spec(wc.model),
         dataset=lambda wc: DATASETS[wc.dataset],
         prompts=config["prompts_dir"],
-        settings=lambda wc: {k: config["explain"][k] for k in ("show_label", "max_new_tokens", "temperature", "chunk_size")},
+        settings=settings("explain", ("show_label", "max_new_tokens", "temperature", "chunk_size")),
     log:
         "logs/explain/{dataset}/{model}/{shots}shot/seed{seed}.log",
     benchmark:

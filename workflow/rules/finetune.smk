@@ -16,7 +16,7 @@ rule finetune:
     params:
         model=lambda wc: model_spec(wc.encoder),
         dataset=lambda wc: DATASETS[wc.dataset],
-        settings=lambda wc: {k: v for k, v in config["finetune"].items() if k not in ("datasets", "encoders", "seeds", "conditions")},
+        settings=settings("finetune", FINETUNE_KEYS),
         bootstrap=config["report"]["bootstrap"],
     log:
         "logs/finetune/{dataset}/{encoder}/{condition}/seed{seed}.log",
@@ -24,7 +24,7 @@ rule finetune:
         "benchmarks/results/finetune/{dataset}/{encoder}/{condition}/seed{seed}.tsv"
     threads: 2
     resources:
-        gpu=lambda wc: 1 if config["slurm"]["gpu_rules_use_gpus"] else 0,
+        gpu=1 if config["slurm"]["gpu_rules_use_gpus"] else 0,
         mem_mb=8000,
         runtime=240,
     conda:

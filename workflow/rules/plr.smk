@@ -6,6 +6,7 @@ rule embed:
     input:
         train=lambda wc: split_file(wc.dataset, "train"),
         test=lambda wc: split_file(wc.dataset, "test"),
+        template=embed_template,
         model=lambda wc: model_files(wc.model),
     output:
         embeddings="results/embeddings/{dataset}/{model}/embeddings.npz",
@@ -13,8 +14,7 @@ rule embed:
         model=lambda wc: model_spec(wc.model),
         dataset=lambda wc: DATASETS[wc.dataset],
         prompts=config["prompts_dir"],
-        settings=lambda wc: {k: config["plr"][k] for k in ("pooling", "layer", "encoder_pooling", "wrap_encoder_texts",
-                                                           "embed_chunk_size")},
+        settings=settings("plr", PLR_EMBED_KEYS),
     log:
         "logs/embed/{dataset}/{model}.log",
     benchmark:
@@ -38,7 +38,7 @@ rule plr_curve:
     output:
         curve="results/plr/{dataset}/{model}/curve.csv",
     params:
-        settings=lambda wc: {k: config["plr"][k] for k in ("n_per_class", "draws", "penalty", "cv_folds", "seed")},
+        settings=settings("plr", PLR_CURVE_KEYS),
     log:
         "logs/plr_curve/{dataset}/{model}.log",
     benchmark:
@@ -58,6 +58,7 @@ rule plr_explain:
         embeddings="results/embeddings/{dataset}/{model}/embeddings.npz",
         train=lambda wc: split_file(wc.dataset, "train"),
         test=lambda wc: split_file(wc.dataset, "test"),
+        template=embed_template,
         model=lambda wc: model_files(wc.model),
     output:
         phrases="results/plr/{dataset}/{model}/phrases.csv",
@@ -66,10 +67,7 @@ rule plr_explain:
         model=lambda wc: model_spec(wc.model),
         dataset=lambda wc: DATASETS[wc.dataset],
         prompts=config["prompts_dir"],
-        settings=lambda wc: {k: config["plr"][k] for k in ("n_per_class", "draws", "penalty", "cv_folds", "seed",
-                                                           "pooling", "layer", "encoder_pooling", "wrap_encoder_texts", "embed_chunk_size",
-                                                           "explain_top_k", "explain_ngram", "explain_max_texts",
-                                                           "explain_n_per_class", "explain_texts_per_call", "explain_min_count")},
+        settings=settings("plr", PLR_EXPLAIN_KEYS),
     log:
         "logs/plr_explain/{dataset}/{model}.log",
     benchmark:

@@ -6,17 +6,18 @@ rule score_explanations:
     input:
         explanations="results/explanations/{dataset}/{model}/{shots}shot/seed{seed}/test.jsonl",
         references=lambda wc: split_file(wc.dataset, "test"),
-        judge=lambda wc: model_files(config["quality"]["judge"]) if config["quality"]["judge"] else [],
-        bertscore=lambda wc: model_files(config["quality"]["bertscore"]["model"]) if config["quality"]["bertscore"]["model"] else [],
-        mauve=lambda wc: model_files(config["quality"]["mauve"]["model"]) if config["quality"]["mauve"]["model"] else [],
+        judge=quality_model_files("judge"),
+        bertscore=quality_model_files("bertscore"),
+        mauve=quality_model_files("mauve"),
+        geval_template=lambda wc: prompt_file(wc.dataset, "geval") if quality_model("judge") else [],
     output:
         per_example="results/quality/{dataset}/{model}/{shots}shot/seed{seed}/per_example.csv",
         corpus="results/quality/{dataset}/{model}/{shots}shot/seed{seed}/corpus.csv",
     params:
         quality=config["quality"],
-        judge=lambda wc: model_spec(config["quality"]["judge"]) if config["quality"]["judge"] else None,
-        bertscore=lambda wc: model_spec(config["quality"]["bertscore"]["model"]) if config["quality"]["bertscore"]["model"] else None,
-        mauve=lambda wc: model_spec(config["quality"]["mauve"]["model"]) if config["quality"]["mauve"]["model"] else None,
+        judge=quality_model_spec("judge"),
+        bertscore=quality_model_spec("bertscore"),
+        mauve=quality_model_spec("mauve"),
         prompts=config["prompts_dir"],
         task=lambda wc: DATASETS[wc.dataset]["task"],
         labels=lambda wc: DATASETS[wc.dataset]["labels"],
@@ -26,7 +27,7 @@ rule score_explanations:
         "benchmarks/results/score_explanations/{dataset}/{model}/{shots}shot/seed{seed}.tsv"
     threads: 2
     resources:
-        gpu=lambda wc: model_gpus(config["quality"]["judge"]) if config["quality"]["judge"] else 0,
+        gpu=model_gpus(quality_model("judge")) if quality_model("judge") else 0,
         mem_mb=8000,
         runtime=120,
     conda:

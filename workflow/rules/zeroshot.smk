@@ -16,7 +16,7 @@ rule zeroshot:
         dataset=lambda wc: DATASETS[wc.dataset],
         verbalizer=lambda wc: config["zeroshot"]["verbalizers"].get(wc.dataset, {}),
         prompts=config["prompts_dir"],
-        settings={k: config["zeroshot"][k] for k in ("min_label_mass", "batch_size")},
+        settings=settings("zeroshot", ("min_label_mass", "batch_size")),
         bootstrap=config["report"]["bootstrap"],
     log:
         "logs/zeroshot/{dataset}/{model}/{condition}.log",
