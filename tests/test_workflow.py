@@ -30,8 +30,8 @@ def test_default_config_dry_run_has_every_stage():
     assert result.returncode == 0, result.stderr + result.stdout
     counts = job_counts(result.stdout)
     assert STAGES <= set(counts), f"missing stages: {STAGES - set(counts)}"
-    # 1 dataset x 1 explainer x 2 shot settings x 3 splits, scored on test only
-    assert counts["explain"] == 6 and counts["score_explanations"] == 2
+    # 1 dataset x 1 explainer x 2 shot settings (each job writes the 3 splits), scored on test
+    assert counts["explain"] == 2 and counts["score_explanations"] == 2
 
 
 def test_paper_config_dry_run_is_the_full_grid():
@@ -39,8 +39,8 @@ def test_paper_config_dry_run_is_the_full_grid():
     assert result.returncode == 0, result.stderr + result.stdout
     counts = job_counts(result.stdout)
     assert "demo_data" not in counts  # the paper config alone, not merged into the default
-    # 2 datasets x 4 explainers x 2 shot settings x 3 splits
-    assert counts["explain"] == 48
+    # 2 datasets x 4 explainers x 2 shot settings (each job writes the 3 splits)
+    assert counts["explain"] == 16
     # 2 datasets x 4 encoders x (none + human + 8 LLM conditions) x 3 seeds
     assert counts["finetune"] == 240
 
