@@ -78,3 +78,26 @@ def test_data_stage_runs_and_second_run_does_nothing(tmp_path):
     assert (work / "logs" / "prepare_data" / "demo_nli.log").read_text().strip()
     again = subprocess.run(SNAKEMAKE + ["-n", "--cores", "2", *targets], cwd=work, capture_output=True, text=True)
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_script_logging_survives_a_library_that_reconfigures_logging(tmp_path):
+    """vLLM calls logging.config.dictConfig when its engine starts, which closes every handler:
+    the rule's log must still get the lines that follow (progress, results, tracebacks)."""
+    import logging
+    import logging.config
+
+    from explainbench.workflow import script_logging
+
+    log_file = tmp_path / "logs" / "job.log"
+    log_file.parent.mkdir()
+    log_file.write_text("left by an earlier run\n")
+    with pytest.raises(RuntimeError):
+        with script_logging(log_file):
+            logging.getLogger("explainbench.test").info("before the engine")
+            logging.config.dictConfig({"version": 1, "disable_existing_loggers": False})
+            logging.getLogger("explainbench.test").info("after the engine")
+            raise RuntimeError("the job fails")
+    text = log_file.read_text()
+    assert "earlier run" not in text
+    assert "before the engine" in text and "after the engine" in text
+    assert "failed:" in text and "RuntimeError: the job fails" in text

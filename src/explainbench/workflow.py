@@ -58,7 +58,10 @@ def script_logging(log_path: str | Path | None, level: int = logging.INFO):
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_path:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_path, mode="w"))
+        Path(log_path).write_text("")  # a fresh log per run...
+        # ...appended to: engines that configure logging (vLLM calls logging.config.dictConfig)
+        # close every existing handler, and a closed append-mode handler reopens on the next record.
+        handlers.append(logging.FileHandler(log_path, mode="a"))
     logging.basicConfig(level=level, handlers=handlers, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
