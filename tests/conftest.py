@@ -77,6 +77,7 @@ def tiny_llama_path(tmp_path_factory) -> Path:
 
 # "code" is left out of the rerun triggers: the linked demo models have no Snakemake metadata in
 # the copy and must never be rebuilt (through the links) by rule demo_model.
+# (it takes every word after it: put targets before it)
 TRIGGERS = ["--rerun-triggers", "mtime", "params", "input", "software-env"]
 # Poll the scheduler often: the jobs take seconds to minutes, not hours.
 SLURM_POLLING = ["--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "2",

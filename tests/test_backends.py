@@ -65,6 +65,25 @@ def test_vllm_on_cpu_matches_transformers(smollm2_path, hf_smollm2, esnli_path):
     np.testing.assert_allclose(v_scores, h_scores, atol=0.05)
 
 
+@pytest.mark.slow
+@pytest.mark.vllm
+def test_two_vllm_backends_in_one_process_take_turns(smollm2_path):
+    """On CPU vLLM runs its engine in this process, with its state in process globals: a second
+    backend's engine closes the first's, and the first restarts with the same results."""
+    pytest.importorskip("vllm")
+    embedder = load_backend(causal_spec(smollm2_path, backend="vllm"), "embedder")
+    writer = load_backend(causal_spec(smollm2_path, backend="vllm"), "writer")
+    try:
+        before = embedder.embed(["a gripping, beautifully acted film"], pooling="last")
+        assert writer.generate(["Name a colour."], max_new_tokens=4)[0].completion_tokens > 0
+        after = embedder.embed(["a gripping, beautifully acted film"], pooling="last")
+        np.testing.assert_allclose(after, before, atol=1e-4)
+        assert writer.generate(["Name a colour."], max_new_tokens=4)[0].completion_tokens > 0
+    finally:
+        embedder.close()
+        writer.close()
+
+
 def test_minilm_embeddings_rank_similar_texts_higher(minilm_path):
     backend = load_backend(encoder_spec(minilm_path), "minilm")
     vecs = backend.embed(["A man is playing a guitar.", "A person plays an instrument.",

@@ -14,7 +14,7 @@ from explainbench.embeddings import Embeddings, EmbeddingError, check_against_sp
 from explainbench.prompts import PromptError, load_template
 
 from plr_support import (PROMPTS, SST2_LABELS, minilm_spec, smollm2_spec, smollm2_sst2, smollm2_transformers,
-                         smollm2_vllm, sst2_sample, sst2_template)
+                         sst2_sample, sst2_template)
 
 
 # --------------------------------------------------------------------------- templates

@@ -50,14 +50,9 @@ def esnli():
 
 
 @pytest.fixture(scope="module")
-def smollm2() -> Path:
-    """The real SmolLM2-135M-Instruct demo model (built from its PyPI package when missing)."""
-    from explainbench.demo import build_smollm2
-
-    path = ROOT / "resources" / "models" / "SmolLM2-135M-Instruct"
-    if not (path / "config.json").exists():
-        build_smollm2(path)
-    return path
+def smollm2(smollm2_path) -> Path:
+    """The real SmolLM2-135M-Instruct demo model (conftest builds it once per session)."""
+    return smollm2_path
 
 
 def _spec(path: Path, backend: str) -> dict:

@@ -43,13 +43,9 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def smollm2() -> Path:
-    from explainbench.demo import build_smollm2
-
-    path = ROOT / "resources" / "models" / "SmolLM2-135M-Instruct"
-    if not (path / "config.json").exists():
-        build_smollm2(path)
-    return path
+def smollm2(smollm2_path) -> Path:
+    """The real SmolLM2-135M-Instruct demo model (conftest builds it once per session)."""
+    return smollm2_path
 
 
 def _serve(model: Path, log_file: Path, *extra: str):

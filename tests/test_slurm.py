@@ -104,8 +104,9 @@ def test_tensor_parallel_size_sets_the_gpus_a_job_asks_for(cluster, default_run)
     targets = ["results/embeddings/demo_sentiment/big/embeddings.npz",
                "results/embeddings/demo_sentiment/small/embeddings.npz"]
 
-    proc = run_snakemake(workdir, ["--profile", "profiles/slurm", "--configfile", "config/slurm_gpu.yaml",
-                                   "--keep-going", *SLURM_POLLING, *TRIGGERS, *targets], timeout=900)
+    # targets first: --rerun-triggers takes every word after it
+    proc = run_snakemake(workdir, [*targets, "--profile", "profiles/slurm", "--configfile", "config/slurm_gpu.yaml",
+                                   "--keep-going", *SLURM_POLLING, *TRIGGERS], timeout=900)
     by_model = {}
     for call in re.findall(r"^sbatch call: (.*)$", proc.stdout, re.M):
         model = re.search(r"--comment rule_embed_wildcards_\S*?(big|small)\b", call)

@@ -54,6 +54,24 @@ def _where(path: str | Path, row: int | None = None, field: str | None = None) -
 
 # --------------------------------------------------------------------------- reading tables
 
+def read_jsonl_objects(path: str | Path) -> list[tuple[int, dict]]:
+    """(line number, object) for every non-blank line of a JSONL file; a line that is not a JSON
+    object raises DataError naming the file and row."""
+    rows = []
+    with open(path, encoding="utf-8-sig") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{_where(path, lineno)}: not valid JSON ({err.msg})") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{_where(path, lineno)}: expected a JSON object, got {type(row).__name__}")
+            rows.append((lineno, row))
+    return rows
+
+
 def is_hub(path: str | Path, fmt: str) -> bool:
     """A ``hub`` dataset, or an ``esnli`` path that is no local file (then it is a hub id)."""
     return fmt == "hub" or (fmt == "esnli" and not Path(path).exists() and not str(path).endswith(".jsonl"))
@@ -70,18 +88,9 @@ def _read_table(path: str | Path, fmt: str, hub_split: str = "validation") -> tu
         raise DataError(f"{path}: file is empty")
     if fmt in ("jsonl", "esnli"):
         rows = []
-        with open(path, encoding="utf-8-sig") as fh:
-            for lineno, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise DataError(f"{_where(path, lineno)}: not valid JSON ({err.msg})") from None
-                if not isinstance(row, dict):
-                    raise DataError(f"{_where(path, lineno)}: expected a JSON object, got {type(row).__name__}")
-                row["__row__"] = lineno
-                rows.append(row)
+        for lineno, row in read_jsonl_objects(path):
+            row["__row__"] = lineno
+            rows.append(row)
         return rows, "line"
     if fmt in ("csv", "tsv", "healthfc"):
         sep = "\t" if fmt == "tsv" or (fmt == "csv" and path.suffix == ".tsv") else ","

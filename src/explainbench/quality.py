@@ -13,7 +13,6 @@ before the next starts.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
@@ -24,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from . import metrics
-from .data import DataError
+from .data import DataError, read_jsonl_objects
 
 log = logging.getLogger(__name__)
 
@@ -35,18 +34,7 @@ def _read_rows(path: str | Path) -> list[tuple[int, dict]]:
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: file not found")
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{path}, row {lineno}: not valid JSON ({err.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}, row {lineno}: expected a JSON object, got {type(row).__name__}")
-            rows.append((lineno, row))
+    rows = read_jsonl_objects(path)
     if not rows:
         raise DataError(f"{path}: no rows")
     return rows
