@@ -154,6 +154,7 @@ def test_human_explanations_beat_no_explanation(esnli_runs):
     b = pd.read_csv(none_dir / "predictions.csv")
     assert list(a["id"]) == list(b["id"])  # the same test items under both conditions
     diff = paired_difference_ci(a["correct"], b["correct"], n_boot=500)
+    print(f"\naccuracy none {none['accuracy']:.3f}, human {human['accuracy']:.3f}, difference {diff}")
     assert diff["ci_low"] > 0, (human["accuracy"], none["accuracy"], diff)
 
 
