@@ -323,11 +323,11 @@ class VLLMBackend(Backend):
         key = runner if runner == "generate" else f"{runner}:{pooling}"
         if key not in self._engines:
             if self._engines:  # one engine in memory at a time
-                self._engines.clear()
-                gc.collect()
+                self.close()
             if int(self.spec.get("tensor_parallel_size", 1)) == 1 and not _cuda_available():
                 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-            if os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") == "0":
+            in_process = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") == "0"
+            if in_process:
                 for other in list(_IN_PROCESS_ENGINES):
                     if other is not self:
                         log.info("closing %s's in-process vLLM engine to start %s's", other.name, self.name)
@@ -361,7 +361,7 @@ class VLLMBackend(Backend):
                          if self.spec.get("quantization") else "")
                 raise BackendError(f"model {self.name!r}: vLLM engine failed to start for {self.spec['path']!r}{quant}: "
                                    f"{type(err).__name__}: {err}") from err
-            if os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") == "0":
+            if in_process:
                 _IN_PROCESS_ENGINES.add(self)
             log.info("started vLLM %s engine for %s in %.1fs", runner, self.name, time.time() - t0)
         return self._engines[key]

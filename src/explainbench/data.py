@@ -54,24 +54,6 @@ def _where(path: str | Path, row: int | None = None, field: str | None = None) -
 
 # --------------------------------------------------------------------------- reading tables
 
-def read_jsonl_objects(path: str | Path) -> list[tuple[int, dict]]:
-    """(line number, object) for every non-blank line of a JSONL file; a line that is not a JSON
-    object raises DataError naming the file and row."""
-    rows = []
-    with open(path, encoding="utf-8-sig") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{_where(path, lineno)}: not valid JSON ({err.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{_where(path, lineno)}: expected a JSON object, got {type(row).__name__}")
-            rows.append((lineno, row))
-    return rows
-
-
 def is_hub(path: str | Path, fmt: str) -> bool:
     """A ``hub`` dataset, or an ``esnli`` path that is no local file (then it is a hub id)."""
     return fmt == "hub" or (fmt == "esnli" and not Path(path).exists() and not str(path).endswith(".jsonl"))
@@ -242,6 +224,24 @@ def iter_jsonl(path: str | Path) -> Iterator[dict]:
         for line in fh:
             if line.strip():
                 yield json.loads(line)
+
+
+def read_jsonl_objects(path: str | Path) -> list[tuple[int, dict]]:
+    """(line number, object) for every non-blank line of a JSONL file; a line that is not a JSON
+    object raises DataError naming the file and row."""
+    rows = []
+    with open(path, encoding="utf-8-sig") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{_where(path, lineno)}: not valid JSON ({err.msg})") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{_where(path, lineno)}: expected a JSON object, got {type(row).__name__}")
+            rows.append((lineno, row))
+    return rows
 
 
 def write_jsonl(rows: Iterable[dict], path: str | Path) -> None:
