@@ -27,8 +27,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "tests"))  # the dev tooling in tests/support
 
-from explainbench.ops import copy_workflow, run_snakemake  # noqa: E402
+from support.ops import copy_workflow, run_snakemake  # noqa: E402
 
 LLMS = {  # Dhaini et al. 2025 explainers / zero-shot classifiers, Buckmann & Hill 2024 embedders
     "mixtral_8x7b": ("mistralai/Mixtral-8x7B-Instruct-v0.1", 2),

@@ -1,10 +1,5 @@
-"""Snakemake entry point for rule classification_table: metrics.json + predictions.csv of every
-fine-tuning and zero-shot run -> classification table by explanation condition."""
-from explainbench.report import classification_table, write_classification
-from explainbench.workflow import script_logging
+"""Snakemake entry point of rule classification_table: every fine-tuning and zero-shot run -> the classification table."""
+from explainbench.workflow import run_script
 
-with script_logging(snakemake.log[0]) as log:
-    runs = list(snakemake.input.finetune) + list(snakemake.input.zeroshot)
-    table = classification_table(runs, config_hash=snakemake.params.config_hash, n_boot=snakemake.params.bootstrap)
-    write_classification(table, snakemake.output.csv, snakemake.output.md, snakemake.output.html)
-    log.info("classification: %d rows from %d runs -> %s", len(table), len(runs), snakemake.output.csv)
+if __name__ == "__main__":  # engines may start in a spawned process
+    run_script("report.classification", snakemake)  # noqa: F821 - injected by Snakemake

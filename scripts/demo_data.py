@@ -1,7 +1,5 @@
-"""Snakemake entry point: write one of the generated demo datasets."""
-from explainbench.demo import DEMO_DATA
-from explainbench.workflow import script_logging
+"""Snakemake entry point of rule demo_data: generate one template dataset (unit tests and demos)."""
+from explainbench.workflow import run_script
 
-with script_logging(snakemake.log[0]) as log:
-    n = DEMO_DATA[snakemake.wildcards.demo_data](snakemake.output.data)
-    log.info("wrote %d records to %s", n, snakemake.output.data)
+if __name__ == "__main__":  # engines may start in a spawned process
+    run_script("demo:run_data", snakemake)  # noqa: F821 - injected by Snakemake

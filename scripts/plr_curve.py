@@ -1,11 +1,5 @@
-"""Snakemake entry point for rule plr_curve: PLR learning curve from the cached embeddings."""
-from explainbench.workflow import script_logging
+"""Snakemake entry point of rule plr_curve: the PLR learning curve over examples per class."""
+from explainbench.workflow import run_script
 
-if __name__ == "__main__":
-    with script_logging(snakemake.log[0]):  # noqa: F821 - injected by Snakemake
-        from explainbench.plr import run_curve
-
-        run_curve(embeddings=snakemake.input.embeddings, train=snakemake.input.train,  # noqa: F821
-                  test=snakemake.input.test, out=snakemake.output.curve,  # noqa: F821
-                  dataset=snakemake.wildcards.dataset, model=snakemake.wildcards.model,  # noqa: F821
-                  settings=snakemake.params.settings)  # noqa: F821
+if __name__ == "__main__":  # engines may start in a spawned process
+    run_script("plr.curve", snakemake)  # noqa: F821 - injected by Snakemake

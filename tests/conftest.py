@@ -98,7 +98,7 @@ class PipelineRun:
 
     def snakemake(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
         """Snakemake again in the same copy, with the same config and executor."""
-        from explainbench.ops import run_snakemake
+        from support.ops import run_snakemake
 
         executor = ["--profile", "profiles/slurm", *SLURM_POLLING] if self.executor == "slurm" else ["--cores", "2"]
         return run_snakemake(self.root, [*args, *executor, *TRIGGERS, "--configfile", self.configfile],
@@ -113,7 +113,7 @@ def default_run(tmp_path_factory, smollm2_path, minilm_path) -> PipelineRun:
     as in CI, where .ci/run starts one; locally (`--cores 2`) otherwise. The report tests and
     the SLURM test both check this one run.
     """
-    from explainbench.ops import copy_workflow, planned_jobs, scheduler_problem
+    from support.ops import copy_workflow, planned_jobs, scheduler_problem
 
     root = copy_workflow(tmp_path_factory.mktemp("default-run") / "repo")
     (root / "resources" / "models").mkdir(parents=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from explainbench.ops import (Exemption, OpsError, check_rule_envs, distribution_name, env_packages, env_pins,
+from support.ops import (Exemption, OpsError, check_rule_envs, distribution_name, env_packages, env_pins,
                               normalize, parse_dry_run, rule_table, script_imports)
 
 ROOT = Path(__file__).resolve().parents[1]

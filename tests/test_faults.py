@@ -11,7 +11,7 @@ import time
 import pytest
 import yaml
 
-from explainbench.ops import copy_workflow, planned_jobs, run_snakemake, snakemake_command
+from support.ops import copy_workflow, planned_jobs, run_snakemake, snakemake_command
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from explainbench.ops import copy_workflow, planned_jobs, run_snakemake
+from support.ops import copy_workflow, planned_jobs, run_snakemake
 
 pytestmark = pytest.mark.slow
 

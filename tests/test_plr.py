@@ -267,7 +267,7 @@ def test_snakemake_runs_embed_curve_and_explain_on_the_demo(tmp_path):
 
     import yaml
 
-    from explainbench.ops import copy_workflow
+    from support.ops import copy_workflow
     from plr_support import ROOT, demo_model
 
     work = copy_workflow(tmp_path / "repo", ROOT)

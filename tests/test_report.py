@@ -25,7 +25,7 @@ import yaml
 
 from conftest import TRIGGERS
 from explainbench.config import load_config, validate_config
-from explainbench.ops import copy_workflow
+from support.ops import copy_workflow
 from explainbench.plots import plot_classification, plot_learning_curves, plot_quality_heatmap
 from explainbench.provenance import config_hash
 from explainbench.report import (ReportError, classification_table, plr_table, quality_table, read_table,

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from conftest import SLURM_POLLING, TRIGGERS
-from explainbench.ops import run_snakemake, scheduler_problem
+from support.ops import run_snakemake, scheduler_problem
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from explainbench.ops import copy_workflow, planned_jobs, rule_table
+from support.ops import copy_workflow, planned_jobs, rule_table
 
 ROOT = Path(__file__).resolve().parents[1]
 GPU_RULES = {"explain", "score_explanations", "zeroshot", "embed", "plr_explain", "finetune"}

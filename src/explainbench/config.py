@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import copy
+import fnmatch
+import functools
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
 
-from . import ExplainBenchError
+from .errors import ExplainBenchError
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -52,9 +54,13 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return f"config key {where}: {error.message}"
 
 
+@functools.lru_cache(maxsize=None)
+def _schema_text(path: str) -> str:
+    return Path(path).read_text()
+
+
 def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
-    with open(path) as fh:
-        return yaml.safe_load(fh)
+    return yaml.safe_load(_schema_text(str(path)))
 
 
 def validate_config(config: dict[str, Any], schema: dict | None = None) -> dict[str, Any]:
@@ -107,6 +113,71 @@ def _check_references(config: dict) -> None:
             problems.append(f"config key datasets.{name}.split: dev + test must be below 1")
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+
+
+def runtime_only_keys(schema: dict | None = None) -> set[str]:
+    """Dotted config keys marked ``x-runtime-only`` in the schema (``*`` for any registry name):
+    they say how a job runs, not what it computes, so rules leave them out of their params.
+
+    >>> "models.*.timeout_s" in runtime_only_keys()
+    True
+    """
+    if schema is None:
+        return set(_RUNTIME_ONLY_DEFAULT())
+    found: set[str] = set()
+
+    def walk(node: dict, path: str) -> None:
+        if "$ref" in node:
+            node = schema["$defs"][node["$ref"].rsplit("/", 1)[-1]]
+        if node.get("x-runtime-only"):
+            found.add(path)
+        for key, sub in node.get("properties", {}).items():
+            walk(sub, f"{path}.{key}" if path else key)
+        extra = node.get("additionalProperties")
+        if isinstance(extra, dict):
+            walk(extra, f"{path}.*")
+
+    walk(schema, "")
+    return found
+
+
+@functools.lru_cache(maxsize=1)
+def _RUNTIME_ONLY_DEFAULT() -> frozenset[str]:  # noqa: N802 - a cached constant
+    return frozenset(runtime_only_keys(load_schema()))
+
+
+def result_keys(entry: dict, path: str, runtime_only: set[str] | None = None) -> dict:
+    """``entry`` (the config value at dotted ``path``, e.g. ``models.*``) without its runtime-only
+    keys, with every mapping's keys sorted: what a rule's params hold, so that neither a
+    runtime-only change nor a reordered config file re-runs a job."""
+    runtime_only = runtime_only if runtime_only is not None else runtime_only_keys()
+    return _canonical(entry, path, runtime_only)
+
+
+def is_runtime_only(path: str, runtime_only: set[str] | None = None) -> bool:
+    """Whether dotted ``path`` (e.g. ``models.smollm2.timeout_s``) is a runtime-only key."""
+    runtime_only = runtime_only if runtime_only is not None else runtime_only_keys()
+    return any(fnmatch.fnmatchcase(path, pattern) for pattern in runtime_only)
+
+
+def _canonical(value: Any, path: str, runtime_only: set[str]) -> Any:
+    if isinstance(value, dict):
+        return {k: _canonical(value[k], f"{path}.{k}", runtime_only) for k in sorted(value)
+                if not is_runtime_only(f"{path}.{k}", runtime_only)}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v, path, runtime_only) for v in value]
+    return value
+
+
+def model_entry(**keys: Any) -> dict:
+    """One ``models:`` entry with the schema's defaults filled in (for library users and tests)."""
+    return validate_config({"datasets": {"_": {"format": "jsonl", "path": "-", "labels": ["a", "b"]}},
+                            "models": {"m": keys}})["models"]["m"]
+
+
+def dataset_entry(**keys: Any) -> dict:
+    """One ``datasets:`` entry with the schema's defaults filled in."""
+    return validate_config({"datasets": {"d": keys}, "models": {"_": {"path": "-"}}})["datasets"]["d"]
 
 
 def load_config(path: str | Path, overrides: dict | None = None) -> dict:

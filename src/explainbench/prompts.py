@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from . import ExplainBenchError
+from .errors import ExplainBenchError
 
 
 class PromptError(ExplainBenchError):

@@ -6,7 +6,10 @@ state or by the file's row order: the same seed and ids give the same split anyw
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections import defaultdict
+
+log = logging.getLogger(__name__)
 
 
 def hash_key(seed: int | str, item_id: str) -> str:
@@ -54,11 +57,10 @@ def prepare_dataset(spec: dict, name: str) -> dict[str, list[dict]]:
     from .data import load_dataset
 
     records = load_dataset(spec, name)
-    split = spec.get("split", {})
-    seed = split.get("seed", 0)
-    if spec.get("sample_per_class"):
-        records = sample_per_class(records, spec["sample_per_class"], seed)
-    return split_records(records, split.get("dev", 0.1), split.get("test", 0.2), seed)
+    split = spec["split"]
+    if spec["sample_per_class"]:
+        records = sample_per_class(records, spec["sample_per_class"], split["seed"])
+    return split_records(records, split["dev"], split["test"], split["seed"])
 
 
 def split_summary(splits: dict[str, list[dict]]) -> dict:
@@ -70,3 +72,16 @@ def split_summary(splits: dict[str, list[dict]]) -> dict:
             counts[r["label"]] = counts.get(r["label"], 0) + 1
         out[name] = {"n": len(rows), "labels": dict(sorted(counts.items()))}
     return out
+
+
+def run(job) -> dict:
+    """Rule ``prepare_data``: load, check and split one dataset; write the splits and a summary."""
+    from .io import write_json, write_jsonl
+
+    splits = prepare_dataset(job.dataset_spec, job.dataset)
+    for name, rows in splits.items():
+        write_jsonl(rows, job.output[name])
+    summary = split_summary(splits)
+    write_json(summary, job.output["summary"])
+    log.info("%s: %s", job.dataset, summary)
+    return summary

@@ -1,27 +1,127 @@
-"""Glue between the Snakemake rules and the library: condition names, script logging."""
+"""The glue between Snakemake and the library: a :class:`Job` per rule run, condition names.
+
+Every script under ``scripts/`` is the same three lines::
+
+    from explainbench.workflow import run_script
+    if __name__ == "__main__":
+        run_script("explanations.generate", snakemake)
+
+``run_script`` builds a :class:`Job` from the ``snakemake`` object once, sends the library's
+log to the rule's log file, imports the stage module and calls its ``run(job)``.
+"""
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import re
 import sys
 import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 _CONDITION = re.compile(r"^llm-(?P<model>[A-Za-z0-9][A-Za-z0-9._-]*)-(?P<shots>\d+)shot$")
 
+# What each rule's jobs read from the config besides their model and dataset entries: dotted
+# keys, each handed to the job under its last part. The one list per rule: common.smk passes
+# the result-changing ones as params (so a change re-runs the rule), and Job.settings holds all.
+SETTINGS: dict[str, tuple[str, ...]] = {
+    "explain": ("prompts_dir", "explain.show_label", "explain.max_new_tokens", "explain.temperature",
+                "explain.chunk_size"),
+    "score_explanations": ("prompts_dir", "quality"),
+    "finetune": ("finetune.template", "finetune.text_template", "finetune.epochs", "finetune.batch_size",
+                 "finetune.eval_batch_size", "finetune.learning_rate", "finetune.weight_decay",
+                 "finetune.warmup_ratio", "finetune.max_length", "finetune.early_stopping_patience",
+                 "finetune.keep_checkpoints", "finetune.log_every_steps", "report.bootstrap"),
+    "zeroshot": ("prompts_dir", "zeroshot.min_label_mass", "zeroshot.batch_size", "report.bootstrap"),
+    "embed": ("prompts_dir", "plr.pooling", "plr.layer", "plr.encoder_pooling", "plr.wrap_encoder_texts",
+              "plr.embed_chunk_size"),
+    "plr_curve": ("plr.n_per_class", "plr.draws", "plr.penalty", "plr.cv_folds", "plr.seed"),
+    "plr_explain": ("prompts_dir", "plr.n_per_class", "plr.draws", "plr.penalty", "plr.cv_folds", "plr.seed",
+                    "plr.pooling", "plr.layer", "plr.encoder_pooling", "plr.wrap_encoder_texts",
+                    "plr.embed_chunk_size", "plr.explain_top_k", "plr.explain_ngram", "plr.explain_max_texts",
+                    "plr.explain_n_per_class", "plr.explain_texts_per_call", "plr.explain_min_count"),
+    "quality_table": ("models",),
+    "classification_table": ("report.bootstrap",),
+    "plr_table": ("models", "plr.seed", "report.top_phrases"),
+}
 
-def demo_data_names() -> list[str]:
-    from .demo import DEMO_DATA
 
-    return sorted(DEMO_DATA)
+def _lookup(config: dict, dotted: str) -> Any:
+    value = config
+    for part in dotted.split("."):
+        value = value[part]
+    return value
 
 
-def demo_model_names() -> list[str]:
-    from .demo import DEMO_MODELS
+def rule_settings(config: dict, rule: str) -> dict[str, Any]:
+    """The settings a rule's jobs read (:data:`SETTINGS`), by the last part of each key."""
+    return {key.rsplit(".", 1)[-1]: _lookup(config, key) for key in SETTINGS.get(rule, ())}
 
-    return sorted(DEMO_MODELS)
 
+def rule_params(config: dict, rule: str) -> dict[str, Any]:
+    """:func:`rule_settings` less its runtime-only keys, keys sorted: a rule's ``params``."""
+    from .config import is_runtime_only, result_keys
+
+    return {key.rsplit(".", 1)[-1]: result_keys(_lookup(config, key), key) for key in SETTINGS.get(rule, ())
+            if not is_runtime_only(key)}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run of one rule, as a stage's ``run(job)`` sees it.
+
+    ``input``, ``output`` and ``wildcards`` map names to paths and values; ``config`` is the
+    validated config (defaults filled in); ``settings`` is what :data:`SETTINGS` names for the
+    rule. The dataset and model are the wildcards' (``{dataset}``, ``{model}``).
+    """
+
+    input: dict[str, Any]
+    output: dict[str, Any]
+    config: dict[str, Any]
+    wildcards: dict[str, str] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    threads: int = 1
+    log: str | None = None
+    rule: str = ""
+
+    @classmethod
+    def from_snakemake(cls, smk) -> "Job":
+        return cls(input=dict(smk.input.items()), output=dict(smk.output.items()), config=smk.config,
+                   wildcards=dict(smk.wildcards.items()), settings=rule_settings(smk.config, smk.rule),
+                   threads=int(smk.threads), log=smk.log[0] if smk.log else None, rule=smk.rule)
+
+    @property
+    def dataset(self) -> str:
+        return self.wildcards["dataset"]
+
+    @property
+    def dataset_spec(self) -> dict:
+        return self.config["datasets"][self.dataset]
+
+    @property
+    def model(self) -> str:
+        return self.wildcards["model"]
+
+    @property
+    def model_spec(self) -> dict:
+        return self.config["models"][self.model]
+
+    def wildcard_int(self, name: str) -> int:
+        return int(self.wildcards[name])
+
+
+def run_script(stage: str, smk) -> Any:
+    """What every script does: ``explainbench.<stage>.run(job)`` (``stage`` may name another
+    function as ``module:function``), logged to the rule's log, tracebacks included."""
+    job = Job.from_snakemake(smk)
+    module, _, function = stage.partition(":")
+    with script_logging(job.log):
+        return getattr(importlib.import_module(f"explainbench.{module}"), function or "run")(job)
+
+
+# ----------------------------------------------------------------------------- conditions
 
 def llm_condition(model: str, shots: int) -> str:
     return f"llm-{model}-{shots}shot"
@@ -44,12 +144,23 @@ def condition_names(config: dict, dataset: str, kinds: list[str]) -> list[str]:
     out = []
     if "none" in kinds:
         out.append("none")
-    has_human = config["datasets"][dataset].get("task", "nli") == "nli"
-    if "human" in kinds and has_human:
+    if "human" in kinds and config["datasets"][dataset]["task"] == "nli":
         out.append("human")
     if "llm" in kinds and dataset in config["explain"]["datasets"]:
         out += [llm_condition(m, k) for m in config["explain"]["explainers"] for k in config["explain"]["shots"]]
     return out
+
+
+def demo_data_names() -> list[str]:
+    from .demo import DEMO_DATA
+
+    return sorted(DEMO_DATA)
+
+
+def demo_model_names() -> list[str]:
+    from .demo import DEMO_MODELS
+
+    return sorted(DEMO_MODELS)
 
 
 @contextlib.contextmanager

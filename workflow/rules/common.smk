@@ -1,26 +1,28 @@
-# Config-derived lists and input functions. Rules hold no logic beyond calls to these.
+# Config-derived lists, path templates and input functions. Rules hold no logic beyond calls
+# to these; every result path is declared once, in PATHS, for outputs and targets alike.
 import re
 
+from explainbench.config import result_keys
+from explainbench.prompts import template_path
+from explainbench.provenance import config_hash
 from explainbench.workflow import (
     condition_names,
     demo_data_names,
     demo_model_names,
     parse_condition,
+    rule_params,
 )
-from explainbench.provenance import config_hash
 
 CONFIG_HASH = config_hash(config)  # names the config of every report table row
 
 NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 DATASETS = config["datasets"]
 MODELS = config["models"]
-MODEL_PATHS = {name: spec["path"] for name, spec in MODELS.items()}  # report rows name their model
 
 
 wildcard_constraints:
     dataset=NAME,
     model=NAME,
-    encoder=NAME,
     shots=r"\d+",
     seed=r"\d+",
     split="train|dev|test",
@@ -29,16 +31,60 @@ wildcard_constraints:
     demo_model="|".join(re.escape(n) for n in demo_model_names()),
 
 
+# ----------------------------------------------------------------------------- result paths
+# The cache key of every result is its path: stage / dataset / model / shots or condition / seed.
+PATHS = {
+    "split": "results/data/{dataset}/{split}.jsonl",
+    "split_summary": "results/data/{dataset}/summary.json",
+    "explanations": "results/explanations/{dataset}/{model}/{shots}shot/seed{seed}/{split}.jsonl",
+    "quality_per_example": "results/quality/{dataset}/{model}/{shots}shot/seed{seed}/per_example.csv",
+    "quality_corpus": "results/quality/{dataset}/{model}/{shots}shot/seed{seed}/corpus.csv",
+    "finetune_metrics": "results/finetune/{dataset}/{model}/{condition}/seed{seed}/metrics.json",
+    "finetune_predictions": "results/finetune/{dataset}/{model}/{condition}/seed{seed}/predictions.csv",
+    "zeroshot_metrics": "results/zeroshot/{dataset}/{model}/{condition}/metrics.json",
+    "zeroshot_predictions": "results/zeroshot/{dataset}/{model}/{condition}/predictions.csv",
+    "embeddings": "results/embeddings/{dataset}/{model}/embeddings.npz",
+    "plr_curve": "results/plr/{dataset}/{model}/curve.csv",
+    "plr_phrases": "results/plr/{dataset}/{model}/phrases.csv",
+    "plr_stability": "results/plr/{dataset}/{model}/stability.csv",
+    "table": "results/tables/{table}.{ext}",
+    "plot": "results/plots/{plot}.{ext}",
+}
+
+
+def path(name, **values):
+    """PATHS[name] with the given wildcards filled in and the others left as wildcards."""
+    template = PATHS[name]
+    for key, value in values.items():
+        template = template.replace("{" + key + "}", str(value))
+    return template
+
+
+def table(name, ext):
+    return path("table", table=name, ext=ext)
+
+
+# ----------------------------------------------------------------------------- params
+def model_params(name):
+    """What of a model's entry changes its results (runtime-only keys left out, keys sorted)."""
+    return result_keys(MODELS[name], "models.*") if name else None
+
+
+def dataset_params(name):
+    return result_keys(DATASETS[name], "datasets.*")
+
+
+def settings(rule):
+    """The config settings a rule's jobs read that change their results (explainbench.workflow.SETTINGS)."""
+    return rule_params(config, rule)
+
+
 # ----------------------------------------------------------------------------- lookups
-def model_spec(name):
-    return MODELS[name]
-
-
 def model_files(name):
     """A model's local folder is an input (so the demo models get built); hub ids are not."""
-    path = MODELS[name]["path"]
-    if path.startswith("resources/models/") or os.path.exists(path):
-        return [path]
+    model_path = MODELS[name]["path"]
+    if model_path.startswith("resources/models/") or os.path.exists(model_path):
+        return [model_path]
     return []
 
 
@@ -53,18 +99,14 @@ def quality_model_files(role):
     return model_files(name) if name else []
 
 
-def quality_model_spec(role):
-    name = quality_model(role)
-    return model_spec(name) if name else None
-
-
 def dataset_file(name):
     spec = DATASETS[name]
-    return [] if spec["format"] == "hub" or not (spec["path"].startswith("resources/") or os.path.exists(spec["path"])) else [spec["path"]]
+    local = spec["path"].startswith("resources/") or os.path.exists(spec["path"])
+    return [spec["path"]] if spec["format"] != "hub" and local else []
 
 
 def split_file(dataset, split):
-    return f"results/data/{dataset}/{split}.jsonl"
+    return path("split", dataset=dataset, split=split)
 
 
 def model_gpus(name):
@@ -74,24 +116,7 @@ def model_gpus(name):
 
 def prompt_file(dataset, stage):
     """The prompt template a stage uses for a dataset (an input, so editing it re-runs the stage)."""
-    from explainbench.prompts import template_path
-
     return str(template_path(config["prompts_dir"], stage, dataset, DATASETS[dataset]["task"]))
-
-
-def settings(section, keys):
-    """The config keys of a stage that a rule passes on (params: a change re-runs the rule)."""
-    return {k: config[section][k] for k in keys}
-
-
-FINETUNE_KEYS = ("template", "text_template", "epochs", "batch_size", "eval_batch_size", "learning_rate",
-                 "weight_decay", "warmup_ratio", "max_length", "early_stopping_patience", "keep_checkpoints",
-                 "log_every_steps")
-PLR_EMBED_KEYS = ("pooling", "layer", "encoder_pooling", "wrap_encoder_texts", "embed_chunk_size")
-PLR_CURVE_KEYS = ("n_per_class", "draws", "penalty", "cv_folds", "seed")
-PLR_EXPLAIN_KEYS = PLR_CURVE_KEYS + PLR_EMBED_KEYS + (
-    "explain_top_k", "explain_ngram", "explain_max_texts", "explain_n_per_class", "explain_texts_per_call",
-    "explain_min_count")
 
 
 def embed_template(wc):
@@ -101,14 +126,11 @@ def embed_template(wc):
     return []
 
 
-def first_explain_seed():
-    return config["explain"]["seeds"][0]
-
-
 def explanation_file(dataset, condition, split):
-    """The explanation file a condition reads (llm conditions only)."""
+    """The explanation file a condition reads (llm conditions only): the first explain seed's."""
     model, shots = parse_condition(condition)
-    return f"results/explanations/{dataset}/{model}/{shots}shot/seed{first_explain_seed()}/{split}.jsonl"
+    return path("explanations", dataset=dataset, model=model, shots=shots, seed=config["explain"]["seeds"][0],
+                split=split)
 
 
 def condition_inputs(wc, splits):
@@ -120,41 +142,38 @@ def condition_inputs(wc, splits):
 # ----------------------------------------------------------------------------- targets
 def explanation_targets():
     e = config["explain"]
-    return expand("results/quality/{dataset}/{model}/{shots}shot/seed{seed}/corpus.csv",
-                  dataset=e["datasets"], model=e["explainers"], shots=e["shots"], seed=e["seeds"])
+    return expand(PATHS["quality_corpus"], dataset=e["datasets"], model=e["explainers"], shots=e["shots"],
+                  seed=e["seeds"])
 
 
-def finetune_targets():
+def finetune_targets(kind="metrics"):
     f = config["finetune"]
-    return [f"results/finetune/{d}/{enc}/{cond}/seed{seed}/metrics.json"
-            for d in f["datasets"] for enc in f["encoders"]
-            for cond in condition_names(config, d, f["conditions"]) for seed in f["seeds"]]
+    return [path(f"finetune_{kind}", dataset=d, model=m, condition=c, seed=s)
+            for d in f["datasets"] for m in f["encoders"]
+            for c in condition_names(config, d, f["conditions"]) for s in f["seeds"]]
 
 
-def zeroshot_targets():
+def zeroshot_targets(kind="metrics"):
     z = config["zeroshot"]
-    return [f"results/zeroshot/{d}/{m}/{cond}/metrics.json"
-            for d in z["datasets"] for m in z["classifiers"]
-            for cond in condition_names(config, d, z["conditions"])]
+    return [path(f"zeroshot_{kind}", dataset=d, model=m, condition=c)
+            for d in z["datasets"] for m in z["classifiers"] for c in condition_names(config, d, z["conditions"])]
 
 
-def plr_zeroshot_models(dataset):
+def plr_zeroshot_models():
     """LLMs whose zero-shot accuracy is drawn against a PLR curve."""
     p = config["plr"]
     own = [m for m in p["models"] if MODELS[m]["kind"] == "causal"]
     return list(dict.fromkeys(own + p["zeroshot_models"]))
 
 
-def plr_targets():
+def plr_targets(kind):
     p = config["plr"]
-    return (expand("results/plr/{dataset}/{model}/curve.csv", dataset=p["datasets"], model=p["models"])
-            + expand("results/plr/{dataset}/{model}/phrases.csv", dataset=p["datasets"], model=p["models"])
-            + [f"results/zeroshot/{d}/{m}/none/metrics.json" for d in p["datasets"] for m in plr_zeroshot_models(d)])
+    return expand(PATHS[f"plr_{kind}"], dataset=p["datasets"], model=p["models"])
 
 
-def predictions_of(metrics_files):
-    """The predictions.csv beside each metrics.json (the report's paired differences read them)."""
-    return [f.replace("metrics.json", "predictions.csv") for f in metrics_files]
+def plr_zeroshot_targets():
+    return expand(path("zeroshot_metrics", condition="none"), dataset=config["plr"]["datasets"],
+                  model=plr_zeroshot_models())
 
 
 def plot_targets():
@@ -164,9 +183,8 @@ def plot_targets():
     names = ([f"learning_curves_{d}" for d in p["datasets"] if p["models"]]
              + [f"classification_{d}" for d in dict.fromkeys(classified)]
              + [f"quality_heatmap_{m}" for m in e["explainers"] if e["datasets"]])
-    return [f"results/plots/{n}.{ext}" for n in names for ext in ("png", "svg")]
+    return expand(PATHS["plot"], plot=names, ext=["png", "svg"])
 
 
 def all_targets():
-    return ["results/tables/explanation_quality.csv", "results/tables/classification.csv",
-            "results/tables/plr_learning_curves.csv"] + plot_targets()
+    return [table(t, "csv") for t in ("explanation_quality", "classification", "plr_learning_curves")] + plot_targets()

@@ -34,12 +34,12 @@ rule prepare_data:
     input:
         data=lambda wc: dataset_file(wc.dataset),
     output:
-        train="results/data/{dataset}/train.jsonl",
-        dev="results/data/{dataset}/dev.jsonl",
-        test="results/data/{dataset}/test.jsonl",
-        summary="results/data/{dataset}/summary.json",
+        train=path("split", split="train"),
+        dev=path("split", split="dev"),
+        test=path("split", split="test"),
+        summary=PATHS["split_summary"],
     params:
-        spec=lambda wc: DATASETS[wc.dataset],
+        dataset=lambda wc: dataset_params(wc.dataset),
     log:
         "logs/prepare_data/{dataset}.log",
     benchmark:

@@ -12,14 +12,13 @@ rule explain:
         template=lambda wc: prompt_file(wc.dataset, "explain"),
         model=lambda wc: model_files(wc.model),
     output:
-        test="results/explanations/{dataset}/{model}/{shots}shot/seed{seed}/test.jsonl",
-        dev="results/explanations/{dataset}/{model}/{shots}shot/seed{seed}/dev.jsonl",
-        train="results/explanations/{dataset}/{model}/{shots}shot/seed{seed}/train.jsonl",
+        test=path("explanations", split="test"),
+        dev=path("explanations", split="dev"),
+        train=path("explanations", split="train"),
     params:
-        model=lambda wc: model_spec(wc.model),
-        dataset=lambda wc: DATASETS[wc.dataset],
-        prompts=config["prompts_dir"],
-        settings=settings("explain", ("show_label", "max_new_tokens", "temperature", "chunk_size")),
+        model=lambda wc: model_params(wc.model),
+        dataset=lambda wc: dataset_params(wc.dataset),
+        settings=settings("explain"),
     log:
         "logs/explain/{dataset}/{model}/{shots}shot/seed{seed}.log",
     benchmark:

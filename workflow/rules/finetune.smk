@@ -9,19 +9,18 @@ rule finetune:
         dev=lambda wc: split_file(wc.dataset, "dev"),
         test=lambda wc: split_file(wc.dataset, "test"),
         explanations=lambda wc: condition_inputs(wc, ["train", "dev", "test"]),
-        model=lambda wc: model_files(wc.encoder),
+        model=lambda wc: model_files(wc.model),
     output:
-        metrics="results/finetune/{dataset}/{encoder}/{condition}/seed{seed}/metrics.json",
-        predictions="results/finetune/{dataset}/{encoder}/{condition}/seed{seed}/predictions.csv",
+        metrics=PATHS["finetune_metrics"],
+        predictions=PATHS["finetune_predictions"],
     params:
-        model=lambda wc: model_spec(wc.encoder),
-        dataset=lambda wc: DATASETS[wc.dataset],
-        settings=settings("finetune", FINETUNE_KEYS),
-        bootstrap=config["report"]["bootstrap"],
+        model=lambda wc: model_params(wc.model),
+        dataset=lambda wc: dataset_params(wc.dataset),
+        settings=settings("finetune"),
     log:
-        "logs/finetune/{dataset}/{encoder}/{condition}/seed{seed}.log",
+        "logs/finetune/{dataset}/{model}/{condition}/seed{seed}.log",
     benchmark:
-        "benchmarks/results/finetune/{dataset}/{encoder}/{condition}/seed{seed}.tsv"
+        "benchmarks/results/finetune/{dataset}/{model}/{condition}/seed{seed}.tsv"
     threads: 2
     resources:
         gpu=1 if config["slurm"]["gpu_rules_use_gpus"] else 0,

@@ -9,12 +9,11 @@ rule embed:
         template=embed_template,
         model=lambda wc: model_files(wc.model),
     output:
-        embeddings="results/embeddings/{dataset}/{model}/embeddings.npz",
+        embeddings=PATHS["embeddings"],
     params:
-        model=lambda wc: model_spec(wc.model),
-        dataset=lambda wc: DATASETS[wc.dataset],
-        prompts=config["prompts_dir"],
-        settings=settings("plr", PLR_EMBED_KEYS),
+        model=lambda wc: model_params(wc.model),
+        dataset=lambda wc: dataset_params(wc.dataset),
+        settings=settings("embed"),
     log:
         "logs/embed/{dataset}/{model}.log",
     benchmark:
@@ -32,13 +31,13 @@ rule embed:
 
 rule plr_curve:
     input:
-        embeddings="results/embeddings/{dataset}/{model}/embeddings.npz",
+        embeddings=PATHS["embeddings"],
         train=lambda wc: split_file(wc.dataset, "train"),
         test=lambda wc: split_file(wc.dataset, "test"),
     output:
-        curve="results/plr/{dataset}/{model}/curve.csv",
+        curve=PATHS["plr_curve"],
     params:
-        settings=settings("plr", PLR_CURVE_KEYS),
+        settings=settings("plr_curve"),
     log:
         "logs/plr_curve/{dataset}/{model}.log",
     benchmark:
@@ -55,19 +54,18 @@ rule plr_curve:
 
 rule plr_explain:
     input:
-        embeddings="results/embeddings/{dataset}/{model}/embeddings.npz",
+        embeddings=PATHS["embeddings"],
         train=lambda wc: split_file(wc.dataset, "train"),
         test=lambda wc: split_file(wc.dataset, "test"),
         template=embed_template,
         model=lambda wc: model_files(wc.model),
     output:
-        phrases="results/plr/{dataset}/{model}/phrases.csv",
-        stability="results/plr/{dataset}/{model}/stability.csv",
+        phrases=PATHS["plr_phrases"],
+        stability=PATHS["plr_stability"],
     params:
-        model=lambda wc: model_spec(wc.model),
-        dataset=lambda wc: DATASETS[wc.dataset],
-        prompts=config["prompts_dir"],
-        settings=settings("plr", PLR_EXPLAIN_KEYS),
+        model=lambda wc: model_params(wc.model),
+        dataset=lambda wc: dataset_params(wc.dataset),
+        settings=settings("plr_explain"),
     log:
         "logs/plr_explain/{dataset}/{model}.log",
     benchmark:

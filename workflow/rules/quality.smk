@@ -4,23 +4,21 @@
 
 rule score_explanations:
     input:
-        explanations="results/explanations/{dataset}/{model}/{shots}shot/seed{seed}/test.jsonl",
+        explanations=path("explanations", split="test"),
         references=lambda wc: split_file(wc.dataset, "test"),
         judge=quality_model_files("judge"),
         bertscore=quality_model_files("bertscore"),
         mauve=quality_model_files("mauve"),
         geval_template=lambda wc: prompt_file(wc.dataset, "geval") if quality_model("judge") else [],
     output:
-        per_example="results/quality/{dataset}/{model}/{shots}shot/seed{seed}/per_example.csv",
-        corpus="results/quality/{dataset}/{model}/{shots}shot/seed{seed}/corpus.csv",
+        per_example=PATHS["quality_per_example"],
+        corpus=PATHS["quality_corpus"],
     params:
-        quality=config["quality"],
-        judge=quality_model_spec("judge"),
-        bertscore=quality_model_spec("bertscore"),
-        mauve=quality_model_spec("mauve"),
-        prompts=config["prompts_dir"],
-        task=lambda wc: DATASETS[wc.dataset]["task"],
-        labels=lambda wc: DATASETS[wc.dataset]["labels"],
+        judge=model_params(quality_model("judge")),
+        bertscore=model_params(quality_model("bertscore")),
+        mauve=model_params(quality_model("mauve")),
+        dataset=lambda wc: dataset_params(wc.dataset),
+        settings=settings("score_explanations"),
     log:
         "logs/score_explanations/{dataset}/{model}/{shots}shot/seed{seed}.log",
     benchmark:

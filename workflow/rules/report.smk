@@ -1,6 +1,6 @@
 # Results people can read: tidy tables (CSV + Markdown + HTML) and plots for both studies,
 # assembled with captions by `snakemake --report results/report.html`.
-# Every table row names its source run: CONFIG_HASH and MODEL_PATHS (common.smk), seed, file.
+# Every table row names its source run: CONFIG_HASH (common.smk), the model path, seed, file.
 
 report: "../report/workflow.rst"
 
@@ -8,12 +8,12 @@ rule quality_table:
     input:
         corpus=explanation_targets(),
     output:
-        csv=report("results/tables/explanation_quality.csv", caption="../report/explanation_quality.rst", category="Study 1 - explanations", labels={"item": "table: explanation quality", "format": "CSV"}),
-        md="results/tables/explanation_quality.md",
-        html=report("results/tables/explanation_quality.html", caption="../report/explanation_quality.rst", category="Study 1 - explanations", labels={"item": "table: explanation quality", "format": "HTML"}),
+        csv=report(table("explanation_quality", "csv"), caption="../report/explanation_quality.rst", category="Study 1 - explanations", labels={"item": "table: explanation quality", "format": "CSV"}),
+        md=table("explanation_quality", "md"),
+        html=report(table("explanation_quality", "html"), caption="../report/explanation_quality.rst", category="Study 1 - explanations", labels={"item": "table: explanation quality", "format": "HTML"}),
     params:
         config_hash=CONFIG_HASH,
-        model_paths=MODEL_PATHS,
+        settings=settings("quality_table"),
     log:
         "logs/report/quality_table.log",
     benchmark:
@@ -28,14 +28,14 @@ rule classification_table:
     input:
         finetune=finetune_targets(),
         zeroshot=zeroshot_targets(),
-        predictions=predictions_of(finetune_targets() + zeroshot_targets()),
+        predictions=finetune_targets("predictions") + zeroshot_targets("predictions"),
     output:
-        csv=report("results/tables/classification.csv", caption="../report/classification.rst", category="Study 1 - classification", labels={"item": "table: classification by condition", "format": "CSV"}),
-        md="results/tables/classification.md",
-        html=report("results/tables/classification.html", caption="../report/classification.rst", category="Study 1 - classification", labels={"item": "table: classification by condition", "format": "HTML"}),
+        csv=report(table("classification", "csv"), caption="../report/classification.rst", category="Study 1 - classification", labels={"item": "table: classification by condition", "format": "CSV"}),
+        md=table("classification", "md"),
+        html=report(table("classification", "html"), caption="../report/classification.rst", category="Study 1 - classification", labels={"item": "table: classification by condition", "format": "HTML"}),
     params:
-        bootstrap=config["report"]["bootstrap"],
         config_hash=CONFIG_HASH,
+        settings=settings("classification_table"),
     log:
         "logs/report/classification_table.log",
     benchmark:
@@ -48,18 +48,16 @@ rule classification_table:
 
 rule plr_table:
     input:
-        curves=expand("results/plr/{dataset}/{model}/curve.csv", dataset=config["plr"]["datasets"], model=config["plr"]["models"]),
-        phrases=expand("results/plr/{dataset}/{model}/phrases.csv", dataset=config["plr"]["datasets"], model=config["plr"]["models"]),
-        zeroshot=[f"results/zeroshot/{d}/{m}/none/metrics.json" for d in config["plr"]["datasets"] for m in plr_zeroshot_models(d)],
+        curves=plr_targets("curve"),
+        phrases=plr_targets("phrases"),
+        zeroshot=plr_zeroshot_targets(),
     output:
-        csv=report("results/tables/plr_learning_curves.csv", caption="../report/plr.rst", category="Study 2 - PLR", labels={"item": "table: PLR learning curves", "format": "CSV"}),
-        md="results/tables/plr_learning_curves.md",
-        html=report("results/tables/plr_learning_curves.html", caption="../report/plr.rst", category="Study 2 - PLR", labels={"item": "table: PLR learning curves", "format": "HTML"}),
+        csv=report(table("plr_learning_curves", "csv"), caption="../report/plr.rst", category="Study 2 - PLR", labels={"item": "table: PLR learning curves", "format": "CSV"}),
+        md=table("plr_learning_curves", "md"),
+        html=report(table("plr_learning_curves", "html"), caption="../report/plr.rst", category="Study 2 - PLR", labels={"item": "table: PLR learning curves", "format": "HTML"}),
     params:
         config_hash=CONFIG_HASH,
-        model_paths=MODEL_PATHS,
-        seed=config["plr"]["seed"],
-        top_phrases=config["report"]["top_phrases"],
+        settings=settings("plr_table"),
     log:
         "logs/report/plr_table.log",
     benchmark:
@@ -72,10 +70,10 @@ rule plr_table:
 
 rule plot_learning_curves:
     input:
-        table="results/tables/plr_learning_curves.csv",
+        table=table("plr_learning_curves", "csv"),
     output:
-        png=report("results/plots/learning_curves_{dataset}.png", caption="../report/learning_curves.rst", category="Study 2 - PLR", labels={"item": "figure: learning curves, {dataset}", "format": "PNG"}),
-        svg="results/plots/learning_curves_{dataset}.svg",
+        png=report(path("plot", plot="learning_curves_{dataset}", ext="png"), caption="../report/learning_curves.rst", category="Study 2 - PLR", labels={"item": "figure: learning curves, {dataset}", "format": "PNG"}),
+        svg=path("plot", plot="learning_curves_{dataset}", ext="svg"),
     log:
         "logs/report/plot_learning_curves/{dataset}.log",
     benchmark:
@@ -88,10 +86,10 @@ rule plot_learning_curves:
 
 rule plot_classification:
     input:
-        table="results/tables/classification.csv",
+        table=table("classification", "csv"),
     output:
-        png=report("results/plots/classification_{dataset}.png", caption="../report/classification_plot.rst", category="Study 1 - classification", labels={"item": "figure: classification by condition, {dataset}", "format": "PNG"}),
-        svg="results/plots/classification_{dataset}.svg",
+        png=report(path("plot", plot="classification_{dataset}", ext="png"), caption="../report/classification_plot.rst", category="Study 1 - classification", labels={"item": "figure: classification by condition, {dataset}", "format": "PNG"}),
+        svg=path("plot", plot="classification_{dataset}", ext="svg"),
     log:
         "logs/report/plot_classification/{dataset}.log",
     benchmark:
@@ -104,10 +102,10 @@ rule plot_classification:
 
 rule plot_quality_heatmap:
     input:
-        table="results/tables/explanation_quality.csv",
+        table=table("explanation_quality", "csv"),
     output:
-        png=report("results/plots/quality_heatmap_{model}.png", caption="../report/quality_heatmap.rst", category="Study 1 - explanations", labels={"item": "figure: explanation quality, {model}", "format": "PNG"}),
-        svg="results/plots/quality_heatmap_{model}.svg",
+        png=report(path("plot", plot="quality_heatmap_{model}", ext="png"), caption="../report/quality_heatmap.rst", category="Study 1 - explanations", labels={"item": "figure: explanation quality, {model}", "format": "PNG"}),
+        svg=path("plot", plot="quality_heatmap_{model}", ext="svg"),
     log:
         "logs/report/plot_quality_heatmap/{model}.log",
     benchmark:

@@ -9,15 +9,13 @@ rule zeroshot:
         template=lambda wc: prompt_file(wc.dataset, "classify"),
         model=lambda wc: model_files(wc.model),
     output:
-        predictions="results/zeroshot/{dataset}/{model}/{condition}/predictions.csv",
-        metrics="results/zeroshot/{dataset}/{model}/{condition}/metrics.json",
+        predictions=PATHS["zeroshot_predictions"],
+        metrics=PATHS["zeroshot_metrics"],
     params:
-        model=lambda wc: model_spec(wc.model),
-        dataset=lambda wc: DATASETS[wc.dataset],
-        verbalizer=lambda wc: config["zeroshot"]["verbalizers"].get(wc.dataset, {}),
-        prompts=config["prompts_dir"],
-        settings=settings("zeroshot", ("min_label_mass", "batch_size")),
-        bootstrap=config["report"]["bootstrap"],
+        model=lambda wc: model_params(wc.model),
+        dataset=lambda wc: dataset_params(wc.dataset),
+        verbalizer=lambda wc: result_keys(config["zeroshot"]["verbalizers"].get(wc.dataset, {}), "verbalizer"),
+        settings=settings("zeroshot"),
     log:
         "logs/zeroshot/{dataset}/{model}/{condition}.log",
     benchmark:

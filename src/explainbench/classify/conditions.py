@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .data import DataError, read_jsonl
-from .workflow import parse_condition
+from ..errors import DataError
+from ..io import read_jsonl
+from ..workflow import parse_condition
 
 
 def _check_condition(condition: str) -> str:

@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .report import (METRIC_LABELS, ReportError, _condition_rank, quality_metrics_in,  # noqa: E402
+from .tables import (METRIC_LABELS, ReportError, _condition_rank, quality_metrics_in,  # noqa: E402
                      zeroshot_column, zeroshot_llms)
 
 DPI = 150

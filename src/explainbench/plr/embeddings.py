@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import ExplainBenchError
+from ..errors import ExplainBenchError
 
 
 class EmbeddingError(ExplainBenchError):

@@ -38,7 +38,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .backends import Backend, BackendError, Generation, register_backend
+from .base import Backend, BackendError, Generation
 
 log = logging.getLogger(__name__)
 
@@ -265,6 +265,3 @@ def _error_detail(resp) -> str:
     except ValueError:
         text = resp.text
     return text[:300]
-
-
-register_backend("openai", OpenAIBackend)

@@ -28,7 +28,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from .embed import EmbedSettings, embed_texts, model_inputs
-from .plr import PLRClassifier, draw_rows
+from .classifier import PLRClassifier, draw_rows
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ def stability(contrib: pd.DataFrame) -> pd.DataFrame:
 
 def pick_texts(records: Sequence[dict], max_texts: int, seed: int | str = 0) -> list[dict]:
     """Up to ``max_texts`` test records, balanced over classes, chosen by the seed (hash order)."""
-    from .splits import sample_per_class
+    from ..splits import sample_per_class
 
     k = len({r["label"] for r in records})
     return sample_per_class(list(records), math.ceil(max_texts / max(k, 1)), seed)[:max_texts]
@@ -199,11 +199,11 @@ def explain(backend, *, train_vectors, train_labels, train_ids, test_records: Se
 def run_explain(*, embeddings: str, train: str, test: str, phrases_out: str, stability_out: str, dataset: str,
                 model: str, model_spec: dict, dataset_spec: dict, prompts_dir: str, settings: dict, backend=None):
     """Rule ``plr_explain``: phrases.csv and stability.csv for one dataset x model."""
-    from .backends import load_backend
-    from .data import read_jsonl
+    from ..engines import load_backend
+    from ..io import read_jsonl
     from .embeddings import check_against_splits, read_embeddings
-    from .plr import write_csv
-    from .prompts import load_template
+    from .classifier import write_csv
+    from ..prompts import load_template
 
     splits = {"train": read_jsonl(train), "test": read_jsonl(test)}
     emb = read_embeddings(embeddings)

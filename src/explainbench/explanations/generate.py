@@ -30,11 +30,11 @@ import time
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from . import ExplainBenchError
-from .backends import Backend, prompt_hash
-from .data import read_jsonl, write_json, write_jsonl
-from .prompts import PromptError, fill
-from .splits import hash_key
+from ..errors import ExplainBenchError
+from ..engines import Backend, prompt_hash
+from ..io import read_jsonl, write_json, write_jsonl
+from ..prompts import PromptError, fill
+from ..splits import hash_key
 
 log = logging.getLogger(__name__)
 
@@ -265,8 +265,8 @@ def run_explain(*, splits: Mapping[str, tuple[str | Path, str | Path]], train_pa
     once for all of them (loading a 70B model three times would cost more than the test
     split's generation); each split is its own chunked, resumable output.
     """
-    from .backends import load_backend
-    from .prompts import load_template
+    from ..engines import load_backend
+    from ..prompts import load_template
 
     train = read_jsonl(train_path)
     template = load_template(prompts_dir, "explain", dataset_name, dataset_spec.get("task", "nli"))

@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from . import ExplainBenchError
+from ..errors import ExplainBenchError
 
 log = logging.getLogger(__name__)
 
@@ -301,7 +301,7 @@ def run_finetune(*, train_path, dev_path, test_path, condition: str, explanation
                  seed: int, n_boot: int, metrics_path, predictions_path, device: str | None = None) -> dict:
     """The whole rule: read the splits with their explanations, fine-tune, write both outputs."""
     from .conditions import load_split
-    from .data import write_json
+    from ..io import write_json
     from .predictions import metrics_record, predictions_frame, write_csv
 
     settings = settings if isinstance(settings, Settings) else Settings.from_config(settings)

@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .prompts import PromptError, fill, load_template
+from ..prompts import PromptError, fill, load_template
 
 log = logging.getLogger(__name__)
 

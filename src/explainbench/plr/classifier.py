@@ -28,8 +28,8 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted, check_X_y, validate_data
 from threadpoolctl import threadpool_limits
 
-from .splits import draw_per_class
-from .stats import classification_scores
+from ..splits import draw_per_class
+from ..stats import classification_scores
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +253,7 @@ def read_zeroshot_accuracy(path) -> float:
 def run_curve(*, embeddings: str, out: str, dataset: str, model: str, settings: dict,
               train: str | None = None, test: str | None = None) -> pd.DataFrame:
     """Rule ``plr_curve``: the learning curve from the cached embeddings, written as curve.csv."""
-    from .data import read_jsonl
+    from ..io import read_jsonl
     from .embeddings import check_against_splits, read_embeddings
 
     emb = read_embeddings(embeddings)

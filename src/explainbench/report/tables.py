@@ -31,8 +31,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from . import ExplainBenchError
-from .stats import mean_ci, paired_difference_ci
+from ..errors import ExplainBenchError
+from ..stats import mean_ci, paired_difference_ci
 
 log = logging.getLogger("explainbench.report")
 

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .stats import classification_scores
+from ..stats import classification_scores
 
 
 def predictions_frame(records: list[dict], preds: Sequence[str | None], labels: Sequence[str],

@@ -28,8 +28,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from . import ExplainBenchError
-from .stats import bootstrap_ci, mean_ci
+from ..errors import ExplainBenchError
+from ..stats import bootstrap_ci, mean_ci
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ def bertscore(hyps: Sequence[str], refs: Sequence[Sequence[str]], model_path: st
 def embed_features(spec: dict, texts: Sequence[str], pooling: str = "mean", name: str = "mauve",
                    backend=None) -> np.ndarray:
     """Feature vectors for MAUVE from a configured encoder (or an already loaded ``backend``)."""
-    from .backends import load_backend
+    from ..engines import load_backend
 
     owner = backend is None
     backend = backend or load_backend(spec, name=name)

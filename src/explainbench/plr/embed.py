@@ -23,9 +23,10 @@ from typing import Sequence
 
 import numpy as np
 
-from .data import input_text, read_jsonl
+from ..data import input_text
+from ..io import read_jsonl
 from .embeddings import EmbeddingError, Embeddings, write_embeddings
-from .prompts import fill, load_template
+from ..prompts import fill, load_template
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ def embed_splits(backend, splits: dict[str, list[dict]], *, labels: Sequence[str
 def embed_dataset(*, train: str | Path, test: str | Path, out: str | Path, model_spec: dict, model_name: str,
                   dataset_spec: dict, dataset_name: str, prompts_dir: str | Path, plr: dict, backend=None) -> Embeddings:
     """Rule ``embed``: read the split files, embed train and test once, write the npz."""
-    from .backends import load_backend
+    from ..engines import load_backend
 
     splits = {"train": read_jsonl(train), "test": read_jsonl(test)}
     settings = EmbedSettings.for_model(model_spec, plr)

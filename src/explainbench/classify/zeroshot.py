@@ -30,8 +30,8 @@ from typing import Sequence
 
 import numpy as np
 
-from . import ExplainBenchError
-from .prompts import PromptError, fill, load_template
+from ..errors import ExplainBenchError
+from ..prompts import PromptError, fill, load_template
 
 log = logging.getLogger(__name__)
 
@@ -152,9 +152,9 @@ def run_zeroshot(*, test_path, condition: str, explanation_path, model_spec: dic
                  dataset_spec: dict, dataset: str, prompts_dir, verbalizer: dict | None, settings: dict | None,
                  n_boot: int, metrics_path, predictions_path, backend=None) -> dict:
     """The whole rule: read the test split with its explanations, classify, write both outputs."""
-    from .backends import load_backend
+    from ..engines import load_backend
     from .conditions import load_split
-    from .data import write_json
+    from ..io import write_json
     from .predictions import metrics_record, predictions_frame, write_csv
 
     settings = settings or {}

@@ -1,4 +1,5 @@
-"""Operations: which packages each rule's environment needs, and running the workflow itself.
+"""Dev tooling for tests and benchmarks (never imported by a rule or by the library):
+which packages each rule's environment needs, and running the workflow itself.
 
 - ``rule_table`` reads ``workflow/rules/*.smk`` for each rule's ``conda:`` env and ``script:``.
 - ``script_imports`` collects the top-level imports of a script and, transitively, of every
@@ -24,7 +25,7 @@ from typing import Iterable, Sequence
 
 import yaml
 
-from . import ExplainBenchError
+from explainbench.errors import ExplainBenchError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -172,6 +173,9 @@ def _module_file(module: str, src_dir: Path) -> Path | None:
     return None
 
 
+_LAZY_REF = re.compile(r"^explainbench(\.[A-Za-z_][A-Za-z0-9_]*)+:[A-Za-z_][A-Za-z0-9_]*$")
+
+
 def _imports_of(path: Path, src_dir: Path) -> tuple[set[str], set[str]]:
     """(top-level third-party-or-stdlib names, explainbench modules) one file imports."""
     try:
@@ -207,6 +211,13 @@ def _imports_of(path: Path, src_dir: Path) -> tuple[set[str], set[str]]:
             if fname in ("import_module", "find_spec") and node.args and isinstance(node.args[0], ast.Constant) \
                     and isinstance(node.args[0].value, str):
                 names.add(node.args[0].value.split(".")[0])
+            # run_script("explanations.generate"): the stage module a script runs.
+            if fname == "run_script" and node.args and isinstance(node.args[0], ast.Constant) \
+                    and isinstance(node.args[0].value, str):
+                internal.add("explainbench." + node.args[0].value.split(":")[0])
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and _LAZY_REF.match(node.value):
+            # a lazy registry entry ("explainbench.engines.vllm:VLLMBackend") is an import when used
+            internal.add(node.value.split(":")[0])
     return names, internal
 
 

@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 
 from . import metrics
-from .data import DataError, read_jsonl_objects
+from ..errors import DataError
+from ..io import read_jsonl_objects
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ def score_explanations(explanations_path: str | Path, references_path: str | Pat
 
     mv_cfg = quality.get("mauve", {})
     if mauve_spec:
-        from .backends import load_backend
+        from ..engines import load_backend
 
         encoder = load_backend(mauve_spec, name=mv_cfg.get("model") or "mauve")
         try:
@@ -126,7 +127,7 @@ def score_explanations(explanations_path: str | Path, references_path: str | Pat
         log.info("MAUVE %.4f", corpus["mauve"]["value"])
 
     if judge_spec:
-        from .backends import load_backend
+        from ..engines import load_backend
         from .geval import geval_scores, load_geval_template
 
         template = load_geval_template(str(prompts_dir), dataset, task)

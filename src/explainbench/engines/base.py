@@ -1,0 +1,135 @@
+"""The one interface every engine implements: :class:`Backend`, :class:`Generation`, prompt encoding.
+
+Stages (explanations, classify, plr) depend on :class:`Backend` only, never on an engine::
+
+    with open_backend(config["models"]["smollm2"], "smollm2") as backend:
+        outs = backend.generate([[{"role": "user", "content": "Hi"}]], max_new_tokens=16, seed=0)
+        scores = backend.label_logprobs(prompts, [" yes", " no"])   # (n_prompts, n_options)
+        vectors = backend.embed(["a text"], pooling="last")          # (n_texts, hidden)
+
+A prompt is a list of chat messages (``{"role", "content"}``). Models with
+``chat_template: true`` get their own template applied (with the generation prompt);
+others see the message contents joined by blank lines. Prompts are tokenised here, once,
+and the token ids are what every engine receives, so the prompt an engine sees, its token
+count and its hash are the same across engines.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import ExplainBenchError
+
+Messages = list[dict[str, str]]
+
+DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16"}
+
+
+class BackendError(ExplainBenchError):
+    """An engine could not start or answer; the message names the model."""
+
+
+@dataclass
+class Generation:
+    text: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def prompt_hash(prompt: Messages | str) -> str:
+    """A short, stable hash of a prompt (what was asked, independent of the engine)."""
+    payload = prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def check_model_path(spec: dict, name: str) -> None:
+    """A local-looking path that does not exist is an error here, not a hub download."""
+    path = spec["path"]
+    if Path(path).expanduser().exists():
+        return
+    hub_id = path.count("/") == 1 and not path.startswith((".", "/", "~", "resources/", "results/"))
+    if not hub_id:
+        raise BackendError(f"model {name!r}: path {path!r} does not exist (models.{name}.path)")
+
+
+class Backend(ABC):
+    """A language model behind an engine. Subclasses implement what their engine can do."""
+
+    def __init__(self, spec: dict, name: str = "model"):
+        self.spec = dict(spec)
+        self.name = name
+        self._tokenizer = None
+
+    # -- prompts ----------------------------------------------------------------------------
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            self._tokenizer = AutoTokenizer.from_pretrained(self.spec["path"])
+        return self._tokenizer
+
+    def render(self, prompt: Messages | str) -> str:
+        """The prompt as the model sees it (chat template applied when configured)."""
+        if isinstance(prompt, str):
+            return prompt
+        if self.spec.get("chat_template", True) and getattr(self.tokenizer, "chat_template", None):
+            return self.tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+        return "\n\n".join(m["content"] for m in prompt) + "\n"
+
+    def encode(self, prompt: Messages | str) -> list[int]:
+        """Token ids of the rendered prompt. A BOS token is added once, if the model uses one."""
+        text = self.render(prompt)
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        bos = self.tokenizer.bos_token_id
+        if (bos is not None and getattr(self.tokenizer, "add_bos_token", False)
+                and (not ids or ids[0] != bos)):
+            ids = [bos] + ids
+        limit = int(self.spec.get("max_model_len", 2048))
+        if len(ids) >= limit:
+            raise BackendError(f"model {self.name!r}: prompt of {len(ids)} tokens does not fit max_model_len={limit} "
+                               f"(models.{self.name}.max_model_len); prompt starts {text[:80]!r}")
+        return ids
+
+    def option_ids(self, option: str) -> list[int]:
+        ids = self.tokenizer(option, add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise BackendError(f"model {self.name!r}: option {option!r} has no tokens")
+        return ids
+
+    # -- the interface ------------------------------------------------------------------------
+    @abstractmethod
+    def generate(self, prompts: Sequence[Messages | str], *, max_new_tokens: int = 64,
+                 temperature: float = 0.0, seed: int = 0) -> list[Generation]:
+        """One completion per prompt, in order."""
+
+    @abstractmethod
+    def label_logprobs(self, prompts: Sequence[Messages | str], options: Sequence[str]) -> np.ndarray:
+        """Log-probability of each option as the continuation of each prompt: shape (n, k)."""
+
+    def embed(self, texts: Sequence[str], *, pooling: str = "last", layer: int = -1) -> np.ndarray:
+        raise BackendError(f"model {self.name!r}: backend {self.spec.get('backend')!r} gives no embeddings")
+
+    def start(self) -> None:
+        """Load or start the engine now (engines otherwise start on first use), so that
+        timings of later calls leave start-up out."""
+
+    def close(self) -> None:
+        """Free the engine (GPU/CPU memory)."""
+
+    # -- a context manager: ``with open_backend(...) as backend:`` closes the engine on exit ---
+    def __enter__(self) -> "Backend":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,1 @@
+"""Tables people can read, with their findings, and plots, for both studies."""
