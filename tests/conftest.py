@@ -135,16 +135,18 @@ def default_run(tmp_path_factory, smollm2_path, minilm_path) -> PipelineRun:
 
 
 def causal_spec(path: Path, backend: str = "vllm", **extra) -> dict:
-    """A model entry as the config holds it, with CPU-friendly vLLM settings."""
-    spec = dict(path=str(path), kind="causal", backend=backend, dtype="float32", max_model_len=1024,
-                chat_template=True, enforce_eager=True, gpu_memory_utilization=0.3, kv_cache_gb=2,
-                tensor_parallel_size=1, quantization=None, batch_size=16)
-    spec.update(extra)
-    return spec
+    """A model entry as the validated config holds it (schema defaults filled in), with
+    CPU-friendly vLLM settings."""
+    from explainbench.config import model_entry
+
+    keys = dict(path=str(path), kind="causal", backend=backend, dtype="float32", max_model_len=1024,
+                enforce_eager=True, gpu_memory_utilization=0.3, kv_cache_gb=2)
+    return model_entry(**{**keys, **extra})
 
 
 def encoder_spec(path: Path, **extra) -> dict:
-    spec = dict(path=str(path), kind="encoder", backend="transformers", dtype="float32", max_model_len=256,
-                batch_size=32, quantization=None)
-    spec.update(extra)
-    return spec
+    from explainbench.config import model_entry
+
+    keys = dict(path=str(path), kind="encoder", backend="transformers", dtype="float32", max_model_len=256,
+                batch_size=32)
+    return model_entry(**{**keys, **extra})

@@ -15,17 +15,20 @@ from pathlib import Path
 import pytest
 
 from conftest import causal_spec
-from explainbench.backends import Backend, load_backend
-from explainbench.data import load_records, read_jsonl
-from explainbench.explain import (
+from explainbench.data import load_records
+from explainbench.engines import Backend, load_backend
+from explainbench.explanations.generate import (
     ROW_FIELDS,
     ExplainError,
+    ExplainSettings,
+    Prompting,
     build_prompt,
     build_prompts,
     explain_records,
     sample_demonstrations,
     _demo_pools,
 )
+from explainbench.io import read_jsonl
 from explainbench.prompts import load_template
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,6 +64,18 @@ def _spec(path: Path, backend: str) -> dict:
 
 def _template(dataset="esnli", task="nli"):
     return load_template(PROMPTS, "explain", dataset, task)
+
+
+def _settings(shots=2, max_new_tokens=40, chunk_size=2, show_label=True) -> ExplainSettings:
+    return ExplainSettings(shots=shots, seed=0, show_label=show_label, max_new_tokens=max_new_tokens,
+                           temperature=0.0, chunk_size=chunk_size)
+
+
+def _prompting(train) -> Prompting:
+    return Prompting(_template(), train, LABELS)
+
+
+META = {"model": "smollm2", "dataset": "esnli", "split": "test"}
 
 
 class Counting(Backend):
@@ -114,13 +129,13 @@ def test_demonstrations_are_deterministic_balanced_and_never_the_example(esnli):
 def test_demonstrations_need_explained_train_examples(esnli):
     train = [dict(r, explanations=[]) for r in esnli["train"][:20]]
     with pytest.raises(ExplainError, match="no train example has a human explanation"):
-        build_prompts(esnli["examples"][:1], train=train, template=_template(), shots=2, seed=0)
+        build_prompts(esnli["examples"][:1], _prompting(train), _settings(shots=2))
     only_one = [r for r in esnli["train"] if r["label"] == "neutral"][:1] + \
                [r for r in esnli["train"] if r["label"] != "neutral"][:10]
     with pytest.raises(ExplainError, match="label 'neutral'"):
-        build_prompts([only_one[0]], train=only_one, template=_template(), shots=3, seed=0)
+        build_prompts([only_one[0]], _prompting(only_one), _settings(shots=3))
     # zero-shot needs no train split at all
-    assert len(build_prompts(esnli["examples"][:2], train=[], template=_template(), shots=0, seed=0)) == 2
+    assert len(build_prompts(esnli["examples"][:2], _prompting([]), _settings(shots=0))) == 2
 
 
 # ============================================================================ prompts
@@ -174,9 +189,7 @@ def test_transformers_writes_explanations_for_real_pairs(tmp_path, esnli, smollm
     examples = esnli["examples"][:4]
     backend = load_backend(_spec(smollm2, "transformers"), "smollm2")
     out = tmp_path / "test.jsonl"
-    rows = explain_records(examples, train=esnli["train"], backend=backend, template=_template(), shots=2, seed=0,
-                           output=out, meta={"model": "smollm2", "dataset": "esnli", "split": "test"},
-                           labels=LABELS, max_new_tokens=40, chunk_size=2)
+    rows = explain_records(examples, backend, _prompting(esnli["train"]), _settings(shots=2), out, META)
     _check_rows(rows, examples, model="smollm2", shots=2)
     assert read_jsonl(out) == rows and not out.with_name("test.jsonl.partial").exists()
     # the explanation talks about the pair: it shares content words with premise or hypothesis
@@ -195,12 +208,12 @@ def test_vllm_writes_explanations_for_real_pairs(tmp_path, esnli, smollm2, monke
     examples = esnli["examples"][:6]
     backend = load_backend(_spec(smollm2, "vllm"), "smollm2")
     try:
-        common = dict(train=esnli["train"], backend=backend, template=_template(), seed=0, labels=LABELS,
-                      max_new_tokens=40, chunk_size=4)
-        meta = {"model": "smollm2", "dataset": "esnli", "split": "test"}
-        rows = explain_records(examples, shots=0, output=tmp_path / "zero.jsonl", meta=meta, **common)
+        prompting = _prompting(esnli["train"])
+        rows = explain_records(examples, backend, prompting, _settings(shots=0, chunk_size=4), tmp_path / "zero.jsonl",
+                               META)
         _check_rows(rows, examples, model="smollm2", shots=0)
-        few = explain_records(examples, shots=3, output=tmp_path / "few.jsonl", meta=meta, **common)
+        few = explain_records(examples, backend, prompting, _settings(shots=3, chunk_size=4), tmp_path / "few.jsonl",
+                              META)
         _check_rows(few, examples, model="smollm2", shots=3)
         # few-shot prompts are longer (they hold the demonstrations) and hash differently
         assert all(f["prompt_tokens"] > z["prompt_tokens"] + 30 for f, z in zip(few, rows))
@@ -219,48 +232,48 @@ def test_resume_after_an_exception_generates_only_the_rest(tmp_path, esnli, smol
     examples = esnli["examples"][:8]
     inner = load_backend(_spec(smollm2, "transformers"), "smollm2")
     out = tmp_path / "test.jsonl"
-    kwargs = dict(train=esnli["train"], template=_template(), shots=1, seed=0, output=out, labels=LABELS,
-                  meta={"model": "smollm2", "dataset": "esnli", "split": "test"}, max_new_tokens=24, chunk_size=2)
+    prompting, settings = _prompting(esnli["train"]), _settings(shots=1, max_new_tokens=24)
     dying = Counting(inner, fail_after_calls=2)
     with pytest.raises(RuntimeError, match="killed"):
-        explain_records(examples, backend=dying, **kwargs)
+        explain_records(examples, dying, prompting, settings, out, META)
     partial = out.with_name("test.jsonl.partial")
     assert not out.exists() and len(list(partial.glob("chunk-*.jsonl"))) == 2
     first = [r for c in sorted(partial.glob("chunk-*.jsonl")) for r in read_jsonl(c)]
     again = Counting(inner)
-    rows = explain_records(examples, backend=again, **kwargs)
+    rows = explain_records(examples, again, prompting, settings, out, META)
     assert len(again.generated) == 4 and again.calls == 2
     assert rows[:4] == first and [r["id"] for r in rows] == [e["id"] for e in examples]
     # changed settings: the partial work of the old settings is not reused
     dying = Counting(inner, fail_after_calls=1)
     with pytest.raises(RuntimeError):
-        explain_records(examples[:4], backend=dying, **dict(kwargs, output=tmp_path / "b.jsonl"))
+        explain_records(examples[:4], dying, prompting, settings, tmp_path / "b.jsonl", META)
     fresh = Counting(inner)
-    explain_records(examples[:4], backend=fresh, **dict(kwargs, output=tmp_path / "b.jsonl", max_new_tokens=16))
+    explain_records(examples[:4], fresh, prompting, _settings(shots=1, max_new_tokens=16), tmp_path / "b.jsonl", META)
     assert len(fresh.generated) == 4
     inner.close()
 
 
 _CHILD = textwrap.dedent("""
     import json, logging, sys
-    from explainbench.backends import load_backend
-    from explainbench.data import read_jsonl
-    from explainbench.explain import explain_records
+    from explainbench.engines import load_backend
+    from explainbench.explanations.generate import ExplainSettings, Prompting, explain_records
+    from explainbench.io import read_jsonl
     from explainbench.prompts import load_template
     logging.basicConfig(level=logging.INFO)
     args = json.loads(sys.argv[1])
     backend = load_backend(args["spec"], "smollm2")
-    explain_records(read_jsonl(args["examples"]), train=read_jsonl(args["train"]), backend=backend,
-                    template=load_template(args["prompts"], "explain", "esnli", "nli"), shots=2, seed=0,
-                    output=args["output"], meta={"model": "smollm2", "dataset": "esnli", "split": "test"},
-                    labels=args["labels"], max_new_tokens=24, chunk_size=2)
+    prompting = Prompting(load_template(args["prompts"], "explain", "esnli", "nli"), read_jsonl(args["train"]),
+                          args["labels"])
+    settings = ExplainSettings(shots=2, seed=0, show_label=True, max_new_tokens=24, temperature=0.0, chunk_size=2)
+    explain_records(read_jsonl(args["examples"]), backend, prompting, settings, args["output"],
+                    {"model": "smollm2", "dataset": "esnli", "split": "test"})
 """)
 
 
 @pytest.mark.slow
 def test_resume_after_sigkill_skips_finished_chunks(tmp_path, esnli, smollm2):
     """A generating process is killed (SIGKILL) once a chunk has landed; the rerun skips that work."""
-    from explainbench.data import write_jsonl
+    from explainbench.io import write_jsonl
 
     examples = esnli["examples"][:6]
     write_jsonl(examples, tmp_path / "examples.jsonl")
@@ -283,14 +296,12 @@ def test_resume_after_sigkill_skips_finished_chunks(tmp_path, esnli, smollm2):
     assert not out.exists()
     landed = [r for c in sorted(partial.glob("chunk-*.jsonl")) for r in read_jsonl(c)]
     assert 2 <= len(landed) < 6 and len(landed) % 2 == 0
-    leftovers = [p for p in partial.iterdir() if p.name.endswith(".tmp")]  # an interrupted write is never a chunk
+    leftovers = [p for p in partial.iterdir() if ".tmp" in p.name]  # an interrupted write is never a chunk
     assert all(not p.name.startswith("chunk-") for p in leftovers)
 
     counting = Counting(load_backend(args["spec"], "smollm2"))
-    rows = explain_records(examples, train=esnli["train"], backend=counting,
-                           template=_template(), shots=2, seed=0, output=out, labels=LABELS,
-                           meta={"model": "smollm2", "dataset": "esnli", "split": "test"},
-                           max_new_tokens=24, chunk_size=2)
+    rows = explain_records(examples, counting, _prompting(esnli["train"]), _settings(shots=2, max_new_tokens=24),
+                           out, META)
     assert len(counting.generated) == 6 - len(landed)
     assert {r["id"] for r in landed}.isdisjoint({p_id for p_id in _ids_of(counting.generated, rows)})
     assert [r["id"] for r in rows] == [e["id"] for e in examples] and all(r["text"] for r in rows)
@@ -299,7 +310,7 @@ def test_resume_after_sigkill_skips_finished_chunks(tmp_path, esnli, smollm2):
 
 def _ids_of(prompts, rows):
     """Ids of the rows whose prompts were generated (matched through the prompt hash)."""
-    from explainbench.backends import prompt_hash
+    from explainbench.engines import prompt_hash
 
     hashes = {prompt_hash(p) for p in prompts}
     return [r["id"] for r in rows if r["prompt_hash"] in hashes]

@@ -11,7 +11,7 @@ import yaml
 
 from conftest import ESNLI_LABELS, ROOT, causal_spec
 from explainbench.data import load_records
-from explainbench.geval import geval_prompt, geval_scores, load_geval_template, rating_scores, select_criteria
+from explainbench.explanations.geval import geval_prompt, geval_scores, load_geval_template, rating_scores, select_criteria
 from explainbench.prompts import PromptError
 
 PROMPTS = ROOT / "config" / "prompts"
@@ -75,20 +75,17 @@ def judged(esnli_path):
 
 
 def _judge(path: Path, backend: str, judged):
-    from explainbench.backends import load_backend
+    from explainbench.engines import open_backend
 
     records, explanations = judged
-    judge = load_backend(causal_spec(path, backend=backend), name="smollm2")
-    try:
+    with open_backend(causal_spec(path, backend=backend), "smollm2") as judge:
         template = load_geval_template(str(PROMPTS), "esnli", "nli")
         scores = geval_scores(judge, template, records, explanations, criteria=CRITERIA, labels=ESNLI_LABELS)
         prompts = [geval_prompt(template, "coherence", r, e, ESNLI_LABELS) for r, e in zip(records, explanations)]
         ids = [judge.option_ids(r) for r in RATINGS]
         fast = judge.label_logprobs(prompts, RATINGS)  # one pass a prompt: the ratings are one token each
         slow = judge._sequence_logprobs(prompts, ids)  # one sequence a (prompt, rating)
-        return scores, fast, slow
-    finally:
-        judge.close()
+    return scores, fast, slow
 
 
 @pytest.fixture(scope="module")

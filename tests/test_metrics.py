@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import ESNLI_LABELS, encoder_spec
-from explainbench import metrics
+from explainbench.explanations import metrics
 from explainbench.data import load_records
 
 SAMPLE = 120  # e-SNLI pairs with three human explanations
@@ -43,7 +43,7 @@ def test_corpus_bleu_equals_sacrebleu_with_reference_streams(esnli_sample):
     import sacrebleu
 
     hyps, refs, *_ = esnli_sample
-    ours = metrics.bleu_corpus(hyps, refs, n_boot=50)
+    ours = metrics.bleu_corpus(hyps, refs, bootstrap=50)
     direct = sacrebleu.corpus_bleu(hyps, [[r[0] for r in refs], [r[1] for r in refs]]).score
     assert ours["value"] == pytest.approx(direct, abs=1e-9)
     assert ours["n"] == len(hyps)
@@ -55,7 +55,7 @@ def test_corpus_bleu_with_a_variable_number_of_references():
 
     hyps = ["a man is playing a guitar on stage .", "two dogs run in the park ."]
     refs = [["a man plays a guitar on a stage .", "someone is playing music ."], ["dogs are running outside ."]]
-    ours = metrics.bleu_corpus(hyps, refs, n_boot=20)["value"]
+    ours = metrics.bleu_corpus(hyps, refs, bootstrap=20)["value"]
     direct = sacrebleu.corpus_bleu(hyps, [[refs[0][0], refs[1][0]], [refs[0][1], None]]).score
     assert ours == pytest.approx(direct)
     assert metrics.reference_streams(refs) == [[refs[0][0], refs[1][0]], [refs[0][1], None]]
@@ -64,9 +64,9 @@ def test_corpus_bleu_with_a_variable_number_of_references():
 def test_bleu_hand_computed_cases():
     text = "the man is sleeping so he cannot be running ."
     assert metrics.bleu_sentence([text], [[text]])[0] == pytest.approx(100.0)
-    assert metrics.bleu_corpus([text], [[text]], n_boot=10)["value"] == pytest.approx(100.0)
+    assert metrics.bleu_corpus([text], [[text]], bootstrap=10)["value"] == pytest.approx(100.0)
     assert metrics.bleu_sentence(["purple elephants dance quietly"], [[text]])[0] == pytest.approx(0.0, abs=1e-6)
-    assert metrics.bleu_corpus(["purple elephants dance quietly"], [[text]], n_boot=10)["value"] == 0.0
+    assert metrics.bleu_corpus(["purple elephants dance quietly"], [[text]], bootstrap=10)["value"] == 0.0
     # one of three references matching scores as that reference alone
     hyp = "a woman is riding a bike down the street"
     others = ["there is a lady outdoors", "cycling is a sport"]
@@ -83,8 +83,8 @@ def test_human_bleu_far_above_shuffled(esnli_sample):
     hyps, refs, shuffled, *_ = esnli_sample
     human, other = metrics.bleu_sentence(hyps, refs).mean(), metrics.bleu_sentence(shuffled, refs).mean()
     assert human > 3 * other, (human, other)
-    corpus_h = metrics.bleu_corpus(hyps, refs, n_boot=100)
-    corpus_s = metrics.bleu_corpus(shuffled, refs, n_boot=100)
+    corpus_h = metrics.bleu_corpus(hyps, refs, bootstrap=100)
+    corpus_s = metrics.bleu_corpus(shuffled, refs, bootstrap=100)
     assert corpus_h["value"] > 3 * corpus_s["value"]
     assert corpus_h["ci_low"] > corpus_s["ci_high"]  # the intervals do not even overlap
 
@@ -125,7 +125,7 @@ def test_human_rouge_far_above_shuffled(esnli_sample):
     human, other = metrics.rouge(hyps, refs), metrics.rouge(shuffled, refs)
     assert human["rougeL"].mean() > 2 * other["rougeL"].mean()
     assert human["rouge2"].mean() > 4 * other["rouge2"].mean()
-    h, s = metrics.summary(human["rougeL"], n_boot=200), metrics.summary(other["rougeL"], n_boot=200)
+    h, s = metrics.summary(human["rougeL"], bootstrap=200), metrics.summary(other["rougeL"], bootstrap=200)
     assert h["ci_low"] <= h["value"] <= h["ci_high"] and h["ci_low"] > s["ci_high"]
 
 
@@ -182,7 +182,7 @@ def test_bertscore_layers_need_a_number_for_an_unknown_model(tmp_path):
 def test_human_bertscore_far_above_shuffled(bertscore_pairs):
     human, other, n = bertscore_pairs
     for key in metrics.BERTSCORE_KEYS:
-        h, s = metrics.summary(human[key], n_boot=200), metrics.summary(other[key], n_boot=200)
+        h, s = metrics.summary(human[key], bootstrap=200), metrics.summary(other[key], bootstrap=200)
         assert h["value"] > s["value"] + 0.25, key
         assert h["ci_low"] <= h["value"] <= h["ci_high"] and h["ci_low"] > s["ci_high"], key
         assert h["n"] == n
@@ -194,14 +194,10 @@ def test_human_bertscore_far_above_shuffled(bertscore_pairs):
 def mauve_features(esnli_sample, minilm_path):
     """MiniLM features of human explanation 1, human explanation 2 (of the same pairs) and premises."""
     hyps, refs, _, premises, _ = esnli_sample
-    from explainbench.backends import load_backend
+    from explainbench.engines import open_backend
 
-    encoder = load_backend(encoder_spec(minilm_path), name="minilm")
-    try:
-        return tuple(metrics.embed_features({}, texts, "mean", backend=encoder)
-                     for texts in (hyps, [r[0] for r in refs], premises))
-    finally:
-        encoder.close()
+    with open_backend(encoder_spec(minilm_path), "minilm") as encoder:
+        return tuple(metrics.embed_features(encoder, texts, "mean") for texts in (hyps, [r[0] for r in refs], premises))
 
 
 def test_mauve_equals_mauve_text_called_directly(mauve_features):
@@ -225,8 +221,8 @@ def test_mauve_hand_computed_cases():
 
 def test_mauve_human_vs_human_above_human_vs_unrelated_text(mauve_features):
     first, second, premises = mauve_features
-    human = metrics.mauve_corpus(first, second, n_boot=200)
-    unrelated = metrics.mauve_corpus(first, premises, n_boot=200)
+    human = metrics.mauve_corpus(first, second, bootstrap=200)
+    unrelated = metrics.mauve_corpus(first, premises, bootstrap=200)
     assert human["value"] > 0.9
     assert human["value"] > unrelated["value"] + 0.1, (human, unrelated)
     for out in (human, unrelated):
@@ -243,7 +239,55 @@ def test_mauve_quantization_is_mauve_texts(mauve_features):
 
 def test_mauve_features_come_from_the_configured_encoder(minilm_path):
     texts = ["a dog runs", "a cat sleeps", "a dog runs"]
-    features = metrics.embed_features(encoder_spec(minilm_path), texts, pooling="mean")
+    from explainbench.engines import open_backend
+
+    with open_backend(encoder_spec(minilm_path), "minilm") as encoder:
+        features = metrics.embed_features(encoder, texts, pooling="mean")
     assert features.shape == (3, 384) and features.dtype == np.float32
     np.testing.assert_allclose(features[0], features[2], atol=1e-5)
     assert not np.allclose(features[0], features[1])
+
+
+# ---------------------------------------------------------------------------------- the stage
+
+def _score_job(tmp_path, sample, texts, minilm_path):
+    """A score_explanations Job over real pairs: explanations ``texts`` against explanations 2-3."""
+    from explainbench.config import validate_config
+    from explainbench.io import write_jsonl
+    from explainbench.workflow import Job, rule_settings
+
+    config = validate_config({
+        "datasets": {"esnli": {"format": "esnli", "path": "-", "labels": ESNLI_LABELS}},
+        "models": {"minilm": {"path": str(minilm_path), "kind": "encoder", "backend": "transformers",
+                              "dtype": "float32", "max_model_len": 256}},
+        "quality": {"bertscore": {"model": "minilm", "num_layers": 6}, "mauve": {"model": "minilm"},
+                    "bootstrap": 50}})
+    references = [dict(r, explanations=r["explanations"][1:]) for r in sample]
+    write_jsonl(references, tmp_path / "references.jsonl")
+    write_jsonl([{"id": r["id"], "text": t} for r, t in zip(sample, texts)], tmp_path / "explanations.jsonl")
+    return Job(input={"explanations": str(tmp_path / "explanations.jsonl"), "references": str(tmp_path / "references.jsonl")},
+               output={"per_example": str(tmp_path / "per_example.csv"), "corpus": str(tmp_path / "corpus.csv")},
+               config=config, wildcards={"dataset": "esnli", "model": "human1", "shots": "0", "seed": "0"},
+               settings=rule_settings(config, "score_explanations"))
+
+
+def test_score_explanations_stage_ranks_human_above_shuffled(tmp_path, esnli_sample, minilm_path):
+    """The stage's run(job): real BLEU/ROUGE/BERTScore/MAUVE, files written, human above shuffled."""
+    import pandas as pd
+
+    from explainbench.explanations.scoring import run
+
+    hyps, _, shuffled, _, sample = esnli_sample
+    (tmp_path / "h").mkdir(), (tmp_path / "s").mkdir()
+    human = run(_score_job(tmp_path / "h", sample, hyps, minilm_path)).set_index("metric")
+    other = run(_score_job(tmp_path / "s", sample, shuffled, minilm_path)).set_index("metric")
+    assert list(human.index) == ["bleu", "rouge1", "rouge2", "rougeL", "bertscore_p", "bertscore_r", "bertscore_f1",
+                                 "mauve"]
+    assert (human["explainer"] == "human1").all() and (human["n"] == SAMPLE).all()
+    for metric in human.index:
+        assert human.loc[metric, "value"] > other.loc[metric, "value"], metric
+        assert human.loc[metric, "ci_low"] <= human.loc[metric, "value"] <= human.loc[metric, "ci_high"]
+    written = pd.read_csv(tmp_path / "h" / "corpus.csv")
+    assert written["value"].tolist() == pytest.approx(human["value"].tolist())
+    per_example = pd.read_csv(tmp_path / "h" / "per_example.csv")
+    assert len(per_example) == SAMPLE and "bertscore_f1" in per_example

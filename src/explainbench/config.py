@@ -171,13 +171,13 @@ def _canonical(value: Any, path: str, runtime_only: set[str]) -> Any:
 
 def model_entry(**keys: Any) -> dict:
     """One ``models:`` entry with the schema's defaults filled in (for library users and tests)."""
-    return validate_config({"datasets": {"_": {"format": "jsonl", "path": "-", "labels": ["a", "b"]}},
+    return validate_config({"datasets": {"d": {"format": "jsonl", "path": "-", "labels": ["a", "b"]}},
                             "models": {"m": keys}})["models"]["m"]
 
 
 def dataset_entry(**keys: Any) -> dict:
     """One ``datasets:`` entry with the schema's defaults filled in."""
-    return validate_config({"datasets": {"d": keys}, "models": {"_": {"path": "-"}}})["datasets"]["d"]
+    return validate_config({"datasets": {"d": keys}, "models": {"m": {"path": "-"}}})["datasets"]["d"]
 
 
 def load_config(path: str | Path, overrides: dict | None = None) -> dict:

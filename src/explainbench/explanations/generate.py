@@ -3,10 +3,13 @@
 For each example of a split, an explainer LLM writes a short natural-language explanation,
 zero-shot or after ``k`` demonstrations (train examples with their first human explanation)::
 
-    template = load_template("config/prompts", "explain", dataset="esnli", task="nli")
-    rows = explain_records(test, train=train, backend=backend, template=template, shots=2, seed=0,
-                           output="results/explanations/esnli/smollm2/2shot/seed0/test.jsonl",
-                           meta={"model": "smollm2", "dataset": "esnli", "split": "test"})
+    prompting = Prompting(load_template("config/prompts", "explain", "esnli", "nli"), train, labels)
+    settings = ExplainSettings(shots=2, seed=0, show_label=True, max_new_tokens=64, temperature=0.0,
+                               chunk_size=64)
+    with open_backend(spec, "smollm2") as backend:
+        rows = explain_records(test, backend, prompting, settings,
+                               "results/explanations/esnli/smollm2/2shot/seed0/test.jsonl",
+                               meta={"model": "smollm2", "dataset": "esnli", "split": "test"})
 
 Demonstrations are drawn per example, seeded and label-balanced (``sample_demonstrations``).
 Templates are YAML data files (``config/prompts/<task or dataset>/explain.yaml``) with keys
@@ -27,13 +30,14 @@ import json
 import logging
 import shutil
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Sequence
 
-from ..errors import ExplainBenchError
-from ..engines import Backend, prompt_hash
+from ..engines import Backend, open_backend, prompt_hash
+from ..errors import DataError, ExplainBenchError
 from ..io import read_jsonl, write_json, write_jsonl
-from ..prompts import PromptError, fill
+from ..prompts import PromptError, fill, load_template
 from ..splits import hash_key
 
 log = logging.getLogger(__name__)
@@ -44,6 +48,36 @@ ROW_FIELDS = ("id", "text", "prompt_hash", "finish_reason", "prompt_tokens", "co
 
 class ExplainError(ExplainBenchError):
     """Explanations cannot be generated as asked (no demonstrations, bad partial files, ...)."""
+
+
+@dataclass(frozen=True)
+class ExplainSettings:
+    """How explanations are asked for and generated: config section ``explain`` and the job's
+    ``shots`` and ``seed``. No defaults here: the schema holds them."""
+
+    shots: int
+    seed: int
+    show_label: bool
+    max_new_tokens: int
+    temperature: float
+    chunk_size: int
+
+    @classmethod
+    def from_job(cls, job) -> "ExplainSettings":
+        s = job.settings
+        return cls(shots=job.wildcard_int("shots"), seed=job.wildcard_int("seed"), show_label=s["show_label"],
+                   max_new_tokens=s["max_new_tokens"], temperature=s["temperature"], chunk_size=s["chunk_size"])
+
+
+@dataclass(frozen=True)
+class Prompting:
+    """What prompts are built from: the template, the train split the demonstrations come from
+    (``source`` names its file in errors), and the label names."""
+
+    template: dict
+    train: Sequence[dict] = field(repr=False)
+    labels: Sequence[str] = ()
+    source: str = "train split"
 
 
 # ============================================================================ demonstrations
@@ -123,16 +157,16 @@ def build_prompt(template: dict, example: dict, demos: Sequence[dict], *, show_l
     return messages
 
 
-def build_prompts(records: Sequence[dict], *, train: Sequence[dict], template: dict, shots: int, seed: int,
-                  show_label: bool = True, labels: Sequence[str] = (), source: str = "train split") -> list[list[dict]]:
-    """One prompt per record (see ``build_prompt``), demonstrations drawn from ``train``."""
-    pools = _demo_pools(train, seed, source) if shots > 0 else {}
-    labels = list(labels) or sorted({r["label"] for r in list(records) + list(train)})
+def build_prompts(records: Sequence[dict], prompting: Prompting, settings: ExplainSettings) -> list[list[dict]]:
+    """One prompt per record (see ``build_prompt``), demonstrations drawn from the train split."""
+    shots, seed = settings.shots, settings.seed
+    pools = _demo_pools(prompting.train, seed, prompting.source) if shots > 0 else {}
+    labels = list(prompting.labels) or sorted({r["label"] for r in list(records) + list(prompting.train)})
     prompts = []
     for i, rec in enumerate(records):
         try:
-            prompts.append(build_prompt(template, rec, sample_demonstrations(rec, pools, shots, seed),
-                                        show_label=show_label, labels=labels))
+            prompts.append(build_prompt(prompting.template, rec, sample_demonstrations(rec, pools, shots, seed),
+                                        show_label=settings.show_label, labels=labels))
         except PromptError as err:
             raise PromptError(f"{err} (example {i + 1}, id {rec.get('id')!r})") from None
     return prompts
@@ -159,7 +193,7 @@ def _load_finished(partial: Path, fingerprint: str, expected: dict[str, str]) ->
     for chunk in sorted(partial.glob("chunk-*.jsonl")) if partial.exists() else []:
         try:
             rows = read_jsonl(chunk)
-        except (OSError, json.JSONDecodeError) as err:
+        except (OSError, DataError) as err:
             log.warning("%s: unreadable (%s); its examples are generated again", chunk, err)
             continue
         stale = [r.get("id") for r in rows if expected.get(r.get("id")) != r.get("prompt_hash")]
@@ -170,10 +204,8 @@ def _load_finished(partial: Path, fingerprint: str, expected: dict[str, str]) ->
     return finished
 
 
-def explain_records(records: Sequence[dict], *, train: Sequence[dict], backend: Backend, template: dict,
-                    shots: int, seed: int, output: str | Path, meta: dict, show_label: bool = True,
-                    labels: Sequence[str] = (), max_new_tokens: int = 64, temperature: float = 0.0,
-                    chunk_size: int = 64, train_source: str = "train split") -> list[dict]:
+def explain_records(records: Sequence[dict], backend: Backend, prompting: Prompting, settings: ExplainSettings,
+                    output: str | Path, meta: dict) -> list[dict]:
     """Generate one explanation per record and write the contract JSONL to ``output``.
 
     ``meta`` holds ``model``, ``dataset`` and ``split`` (copied into each row) and may hold
@@ -187,18 +219,18 @@ def explain_records(records: Sequence[dict], *, train: Sequence[dict], backend: 
     ids = [r["id"] for r in records]
     if len(set(ids)) != len(ids):
         raise ExplainError(f"{output}: the split has duplicate ids")
-    prompts = build_prompts(records, train=train, template=template, shots=shots, seed=seed,
-                            show_label=show_label, labels=labels, source=train_source)
+    prompts = build_prompts(records, prompting, settings)
     hashes = [prompt_hash(p) for p in prompts]
     expected = dict(zip(ids, hashes))
-    settings = dict(meta, shots=shots, seed=seed, show_label=show_label, max_new_tokens=max_new_tokens,
-                    temperature=temperature, template=template.get("__file__"))
-    fingerprint = _fingerprint(settings)
+    shots, seed, chunk_size = settings.shots, settings.seed, settings.chunk_size
+    run_state = dict(meta, **{k: v for k, v in asdict(settings).items() if k != "chunk_size"},
+                     template=prompting.template.get("__file__"))
+    fingerprint = _fingerprint(run_state)
 
     partial = output.with_name(output.name + ".partial")
     finished = _load_finished(partial, fingerprint, expected)
     partial.mkdir(parents=True, exist_ok=True)
-    write_json({"fingerprint": fingerprint, "settings": settings}, partial / "run.json")
+    write_json({"fingerprint": fingerprint, "settings": run_state}, partial / "run.json")
 
     todo = [i for i, rec_id in enumerate(ids) if rec_id not in finished]
     total, done = len(ids), len(ids) - len(todo)
@@ -216,8 +248,8 @@ def explain_records(records: Sequence[dict], *, train: Sequence[dict], backend: 
     for start in range(0, len(todo), chunk_size):
         chunk = todo[start:start + chunk_size]
         t0 = time.time()
-        gens = backend.generate([prompts[i] for i in chunk], max_new_tokens=max_new_tokens,
-                                temperature=temperature, seed=seed)
+        gens = backend.generate([prompts[i] for i in chunk], max_new_tokens=settings.max_new_tokens,
+                                temperature=settings.temperature, seed=seed)
         if len(gens) != len(chunk):
             raise ExplainError(f"{where}: the backend returned {len(gens)} generations for {len(chunk)} prompts")
         seconds = (time.time() - t0) / len(chunk)
@@ -251,46 +283,34 @@ def explain_records(records: Sequence[dict], *, train: Sequence[dict], backend: 
 
 def generation_spec(model_spec: dict) -> dict:
     """The model settings that can change what it generates (for the partial-run fingerprint)."""
-    runtime_only = {"max_concurrency", "timeout_s", "max_retries", "api_key_env", "gpu_memory_utilization", "kv_cache_gb",
-                    "enforce_eager", "batch_size"}
-    return {k: v for k, v in sorted(model_spec.items()) if k not in runtime_only}
+    from ..config import result_keys
+
+    return result_keys(model_spec, "models.*")
 
 
-def run_explain(*, splits: Mapping[str, tuple[str | Path, str | Path]], train_path: str | Path, model_name: str,
-                model_spec: dict, dataset_name: str, dataset_spec: dict, prompts_dir: str | Path, shots: int,
-                seed: int, settings: dict, backend: Backend | None = None) -> dict[str, list[dict]]:
-    """What rule ``explain`` does: explain every split of a dataset with one engine start.
+def run(job) -> dict[str, list[dict]]:
+    """Rule ``explain``: explain every split of a dataset with one engine start.
 
-    ``splits`` maps a split name to ``(examples file, output file)``. The model is loaded
-    once for all of them (loading a 70B model three times would cost more than the test
-    split's generation); each split is its own chunked, resumable output.
+    The model is loaded once for all splits (loading a 70B model three times would cost more
+    than the test split's generation); each split is its own chunked, resumable output, the
+    test split first (the quality scores wait on it).
     """
-    from ..engines import load_backend
-    from ..prompts import load_template
-
-    train = read_jsonl(train_path)
-    template = load_template(prompts_dir, "explain", dataset_name, dataset_spec.get("task", "nli"))
-    log.info("template %s; %d train examples; model %s (%s)", template["__file__"], len(train), model_name,
-             model_spec.get("backend"))
-    own = backend is None
-    backend = backend or load_backend(model_spec, model_name)
+    settings = ExplainSettings.from_job(job)
+    train = read_jsonl(job.input["train"])
+    template = load_template(job.settings["prompts_dir"], "explain", job.dataset, job.dataset_spec["task"])
+    prompting = Prompting(template, train, job.dataset_spec["labels"], str(job.input["train"]))
+    log.info("template %s; %d train examples; model %s (%s)", template["__file__"], len(train), job.model,
+             job.model_spec["backend"])
     out: dict[str, list[dict]] = {}
-    try:
-        for split, (examples_path, output) in splits.items():
-            records = read_jsonl(examples_path)
-            log.info("split %s: %d examples -> %s", split, len(records), output)
-            out[split] = explain_records(
-                records, train=train, backend=backend, template=template, shots=shots, seed=seed, output=output,
-                show_label=settings.get("show_label", True), labels=dataset_spec.get("labels", ()),
-                max_new_tokens=settings.get("max_new_tokens", 64), temperature=settings.get("temperature", 0.0),
-                chunk_size=settings.get("chunk_size", 64), train_source=str(train_path),
-                meta={"model": model_name, "dataset": dataset_name, "split": split,
-                      "model_spec": generation_spec(model_spec)})
-    finally:
-        if own:
-            backend.close()
+    with open_backend(job.model_spec, job.model) as backend:
+        for split in ("test", "dev", "train"):
+            records = read_jsonl(job.input[split])
+            log.info("split %s: %d examples -> %s", split, len(records), job.output[split])
+            meta = {"model": job.model, "dataset": job.dataset, "split": split,
+                    "model_spec": generation_spec(job.model_spec)}
+            out[split] = explain_records(records, backend, prompting, settings, job.output[split], meta)
     return out
 
 
-__all__ = ["ExplainError", "ROW_FIELDS", "build_prompt", "build_prompts", "explain_records", "generation_spec",
-           "run_explain", "sample_demonstrations"]
+__all__ = ["ExplainError", "ExplainSettings", "Prompting", "ROW_FIELDS", "build_prompt", "build_prompts",
+           "explain_records", "generation_spec", "run", "sample_demonstrations"]

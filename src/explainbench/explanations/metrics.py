@@ -15,7 +15,7 @@ Scales are the libraries' own: BLEU 0-100 (sacrebleu), ROUGE and BERTScore 0-1, 
 - BERTScore (bert-score): P/R/F1 with a local backbone (``model_type=<path>``) and a layer;
   with several references bert-score keeps the best over them (for P, R and F1 each).
 - MAUVE (mauve-text): on features we compute with a configured encoder through
-  :func:`explainbench.backends.load_backend` (no hub download); the human side is one
+  :func:`explainbench.engines.open_backend` (no hub download); the human side is one
   reference per example (the first). Its interval resamples examples' clusters (see
   :func:`mauve_corpus`).
 """
@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -52,10 +52,10 @@ def _check(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> tuple[list[str
     return hyps, refs
 
 
-def summary(values: Sequence[float], n_boot: int = 1000, seed: int = 0) -> dict:
+def summary(values: Sequence[float], bootstrap: int = 1000, seed: int = 0) -> dict:
     """Mean of per-example values with its bootstrap 95% interval (``value, ci_low, ci_high, n``)."""
     arr = np.asarray(values, dtype=float)
-    out = mean_ci(arr, n_boot=n_boot, seed=seed)
+    out = mean_ci(arr, bootstrap, seed)
     return {"value": out["mean"], "ci_low": out["ci_low"], "ci_high": out["ci_high"],
             "n": int(np.sum(~np.isnan(arr)))}
 
@@ -77,7 +77,7 @@ def reference_streams(refs: Sequence[Sequence[str]]) -> list[list[str | None]]:
     return [[g[k] if k < len(g) else None for g in refs] for k in range(width)]
 
 
-def bleu_corpus(hyps: Sequence[str], refs: Sequence[Sequence[str]], n_boot: int = 1000,
+def bleu_corpus(hyps: Sequence[str], refs: Sequence[Sequence[str]], bootstrap: int = 1000,
                 seed: int = 0) -> dict:
     """Corpus BLEU (0-100) with a bootstrap 95% interval over examples."""
     from sacrebleu.metrics import BLEU
@@ -92,7 +92,7 @@ def bleu_corpus(hyps: Sequence[str], refs: Sequence[Sequence[str]], n_boot: int 
     def resampled(idx: np.ndarray) -> float:
         return float(metric._compute_score_from_stats(stats[idx].sum(axis=0).tolist()).score)
 
-    lo, hi = bootstrap_ci(resampled, len(hyps), n_boot, seed)
+    lo, hi = bootstrap_ci(resampled, len(hyps), bootstrap, seed)
     return {"value": float(value), "ci_low": lo, "ci_high": hi, "n": len(hyps)}
 
 
@@ -152,18 +152,9 @@ def bertscore(hyps: Sequence[str], refs: Sequence[Sequence[str]], model_path: st
 
 # ============================================================================== MAUVE
 
-def embed_features(spec: dict, texts: Sequence[str], pooling: str = "mean", name: str = "mauve",
-                   backend=None) -> np.ndarray:
-    """Feature vectors for MAUVE from a configured encoder (or an already loaded ``backend``)."""
-    from ..engines import load_backend
-
-    owner = backend is None
-    backend = backend or load_backend(spec, name=name)
-    try:
-        return np.asarray(backend.embed(list(texts), pooling=pooling), dtype=np.float32)
-    finally:
-        if owner:
-            backend.close()
+def embed_features(backend, texts: Sequence[str], pooling: str = "mean") -> np.ndarray:
+    """Feature vectors for MAUVE from an encoder backend (see :mod:`explainbench.engines`)."""
+    return np.asarray(backend.embed(list(texts), pooling=pooling), dtype=np.float32)
 
 
 def mauve_score(p_features: np.ndarray, q_features: np.ndarray, *, num_buckets: int | str = "auto",
@@ -211,7 +202,7 @@ def mauve_from_labels(p_labels: np.ndarray, q_labels: np.ndarray, num_buckets: i
     return float(0.5 * (compute_area_under_curve(x[i1], y[i1]) + compute_area_under_curve(y[i2], x[i2])))
 
 
-def mauve_corpus(p_features: np.ndarray, q_features: np.ndarray, *, n_boot: int = 1000, seed: int = 0,
+def mauve_corpus(p_features: np.ndarray, q_features: np.ndarray, *, bootstrap: int = 1000, seed: int = 0,
                  num_buckets: int | str = "auto", scaling_factor: float = 5.0) -> dict:
     """MAUVE (mauve-text) with a bootstrap 95% interval over examples.
 
@@ -231,24 +222,5 @@ def mauve_corpus(p_features: np.ndarray, q_features: np.ndarray, *, n_boot: int 
     if abs(check - value) > 1e-6:
         log.warning("MAUVE: our quantization gives %.6f, mauve-text %.6f; the interval is around ours", check, value)
     lo, hi = bootstrap_ci(lambda idx: mauve_from_labels(p_labels[idx], q_labels[idx], buckets, scaling_factor),
-                          len(p), n_boot, seed)
+                          len(p), bootstrap, seed)
     return {"value": value, "ci_low": lo, "ci_high": hi, "n": len(p)}
-
-
-# ============================================================================== all together
-
-def reference_metrics(hyps: Sequence[str], refs: Sequence[Sequence[str]], *, bertscore_model: str | None = None,
-                      bertscore_layers_: int | None = None, bertscore_batch_size: int = 64,
-                      use_stemmer: bool = True) -> dict[str, np.ndarray]:
-    """Per-example BLEU, ROUGE and (with a model) BERTScore, keyed by metric name."""
-    out: dict[str, np.ndarray] = {"bleu": bleu_sentence(hyps, refs)}
-    out.update(rouge(hyps, refs, use_stemmer=use_stemmer))
-    if bertscore_model:
-        out.update(bertscore(hyps, refs, bertscore_model, bertscore_layers_, batch_size=bertscore_batch_size))
-    return out
-
-
-def corpus_summaries(per_example: dict[str, Sequence[float]], n_boot: int = 1000, seed: int = 0,
-                     skip: Callable[[str], bool] = lambda name: False) -> dict[str, dict]:
-    """Corpus mean and interval of each per-example metric (except those ``skip`` names)."""
-    return {name: summary(values, n_boot, seed) for name, values in per_example.items() if not skip(name)}

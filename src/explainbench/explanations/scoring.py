@@ -14,17 +14,17 @@ before the next starts.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from . import metrics
+from ..engines import open_backend
 from ..errors import DataError
-from ..io import read_jsonl_objects
+from ..io import read_jsonl_objects, write_csv
+from . import metrics
+from .geval import geval_scores, load_geval_template
 
 log = logging.getLogger(__name__)
 
@@ -84,81 +84,72 @@ def load_pairs(explanations_path: str | Path, references_path: str | Path) -> tu
     return records, hyps, refs
 
 
-def score_explanations(explanations_path: str | Path, references_path: str | Path, *, quality: dict,
-                       dataset: str, explainer: str, shots: int, seed: int,
-                       judge_spec: dict | None = None, bertscore_spec: dict | None = None,
-                       mauve_spec: dict | None = None, prompts_dir: str | Path = "config/prompts",
-                       task: str = "nli", labels: Sequence[str] = ()) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Score one explanations file; returns (per_example, corpus) tables.
+def score_explanations(records: Sequence[dict], hyps: Sequence[str], refs: Sequence[Sequence[str]],
+                       config: dict, dataset: str) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
+    """Score explanations ``hyps`` of ``records`` against their human references ``refs``.
 
-    ``quality`` is the config's ``quality`` section (schema defaults filled in); the model
-    specs are the config entries of the models it names (None skips that metric).
+    ``config`` is the validated config: its ``quality`` section says which metrics run and with
+    which models (a metric whose model is null is skipped). Returns the per-example scores
+    (metric -> one value per example) and the corpus figures (metric -> value, interval, n).
+    The engines run one after another (BERTScore, MAUVE features, the G-Eval judge), each freed
+    before the next starts.
     """
-    records, hyps, refs = load_pairs(explanations_path, references_path)
-    n_boot = int(quality.get("bootstrap", 1000))
-    log.info("%s/%s/%dshot/seed%d: %d explanations, %.2f references each", dataset, explainer, shots, seed,
-             len(hyps), float(np.mean([len(r) for r in refs])))
-
+    quality, models = config["quality"], config["models"]
+    bootstrap = quality["bootstrap"]
     per: dict[str, np.ndarray] = {"bleu": metrics.bleu_sentence(hyps, refs)}
-    per.update(metrics.rouge(hyps, refs, use_stemmer=bool(quality.get("rouge", {}).get("use_stemmer", True))))
-    corpus: dict[str, dict] = {"bleu": metrics.bleu_corpus(hyps, refs, n_boot=n_boot)}
+    per.update(metrics.rouge(hyps, refs, use_stemmer=quality["rouge"]["use_stemmer"]))
+    corpus: dict[str, dict] = {"bleu": metrics.bleu_corpus(hyps, refs, bootstrap=bootstrap)}
     log.info("corpus BLEU %.2f", corpus["bleu"]["value"])
 
-    bs_cfg = quality.get("bertscore", {})
-    if bertscore_spec:
-        per.update(metrics.bertscore(hyps, refs, bertscore_spec["path"], bs_cfg.get("num_layers"),
-                                     batch_size=int(bs_cfg.get("batch_size", 64))))
+    bs = quality["bertscore"]
+    if bs["model"]:
+        per.update(metrics.bertscore(hyps, refs, models[bs["model"]]["path"], bs["num_layers"],
+                                     batch_size=bs["batch_size"]))
         log.info("BERTScore F1 %.4f", float(per["bertscore_f1"].mean()))
 
-    mv_cfg = quality.get("mauve", {})
-    if mauve_spec:
-        from ..engines import load_backend
-
-        encoder = load_backend(mauve_spec, name=mv_cfg.get("model") or "mauve")
-        try:
-            pooling = mv_cfg.get("pooling", "mean")
-            human = metrics.embed_features(mauve_spec, [r[0] for r in refs], pooling, backend=encoder)
-            model = metrics.embed_features(mauve_spec, hyps, pooling, backend=encoder)
-        finally:
-            encoder.close()
-        corpus["mauve"] = metrics.mauve_corpus(human, model, n_boot=n_boot,
-                                               num_buckets=mv_cfg.get("num_buckets", "auto"),
-                                               scaling_factor=float(mv_cfg.get("scaling_factor", 5.0)))
+    mv = quality["mauve"]
+    if mv["model"]:
+        with open_backend(models[mv["model"]], mv["model"]) as encoder:
+            human = metrics.embed_features(encoder, [r[0] for r in refs], mv["pooling"])
+            model = metrics.embed_features(encoder, hyps, mv["pooling"])
+        corpus["mauve"] = metrics.mauve_corpus(human, model, bootstrap=bootstrap, num_buckets=mv["num_buckets"],
+                                               scaling_factor=float(mv["scaling_factor"]))
         log.info("MAUVE %.4f", corpus["mauve"]["value"])
 
-    if judge_spec:
-        from ..engines import load_backend
-        from .geval import geval_scores, load_geval_template
-
-        template = load_geval_template(str(prompts_dir), dataset, task)
-        judge = load_backend(judge_spec, name=quality.get("judge") or "judge")
-        try:
-            per.update(geval_scores(judge, template, records, hyps,
-                                    criteria=(quality.get("geval") or {}).get("criteria"), labels=labels))
-        finally:
-            judge.close()
+    if quality["judge"]:
+        spec = config["datasets"][dataset]
+        template = load_geval_template(config["prompts_dir"], dataset, spec["task"])
+        with open_backend(models[quality["judge"]], quality["judge"]) as judge:
+            per.update(geval_scores(judge, template, records, hyps, criteria=quality["geval"]["criteria"],
+                                    labels=spec["labels"]))
         log.info("G-Eval %.3f", float(np.nanmean(per["geval"])))
 
-    per_example = pd.DataFrame({"id": [r["id"] for r in records], **per})
     for name, values in per.items():
         if name != "bleu":  # corpus BLEU is not the mean of sentence BLEU
-            corpus[name] = metrics.summary(values, n_boot=n_boot)
+            corpus[name] = metrics.summary(values, bootstrap=bootstrap)
+    return per, corpus
+
+
+def corpus_frame(corpus: dict[str, dict], identity: dict) -> pd.DataFrame:
+    """The tidy corpus table: one row per metric, in the report's order, with the run's identity
+    (dataset, explainer, shots, seed) in every row."""
     order = ["bleu", "rouge1", "rouge2", "rougeL", *metrics.BERTSCORE_KEYS, "mauve", "geval"]
     names = [m for m in order if m in corpus] + sorted(m for m in corpus if m not in order)
-    rows = [{"dataset": dataset, "explainer": explainer, "shots": int(shots), "seed": int(seed), "metric": m,
-             **{k: corpus[m][k] for k in ("value", "ci_low", "ci_high", "n")}} for m in names]
-    return per_example, pd.DataFrame(rows, columns=CORPUS_COLUMNS)
+    rows = [{**identity, "metric": m, **{k: corpus[m][k] for k in ("value", "ci_low", "ci_high", "n")}}
+            for m in names]
+    return pd.DataFrame(rows, columns=CORPUS_COLUMNS)
 
 
-def write_csv(frame: pd.DataFrame, path: str | Path) -> None:
-    """Write a CSV atomically (a killed job leaves no half-written file under the final name)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        frame.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def run(job) -> pd.DataFrame:
+    """Rule ``score_explanations``: one explainer x shots x seed's test explanations, scored."""
+    records, hyps, refs = load_pairs(job.input["explanations"], job.input["references"])
+    identity = {"dataset": job.dataset, "explainer": job.model, "shots": job.wildcard_int("shots"),
+                "seed": job.wildcard_int("seed")}
+    log.info("%s/%s/%dshot/seed%d: %d explanations, %.2f references each", job.dataset, job.model,
+             identity["shots"], identity["seed"], len(hyps), float(np.mean([len(r) for r in refs])))
+    per, corpus = score_explanations(records, hyps, refs, job.config, job.dataset)
+    write_csv(pd.DataFrame({"id": [r["id"] for r in records], **per}), job.output["per_example"])
+    table = corpus_frame(corpus, identity)
+    write_csv(table, job.output["corpus"])
+    log.info("wrote %s\n%s", job.output["corpus"], table.to_string(index=False))
+    return table
