@@ -111,5 +111,8 @@ def test_sst2_wrong_column_lists_available(sst2_dir):
 
 
 def test_load_dataset_from_config_entry(esnli_path):
-    spec = {"format": "esnli", "path": str(esnli_path), "labels": ESNLI_LABELS, "task": "nli", "columns": {}}
-    assert len(load_dataset(spec, "esnli")) == 9842
+    from explainbench.config import dataset_entry
+
+    spec = dataset_entry(format="esnli", path=str(esnli_path), labels=ESNLI_LABELS)
+    records = load_dataset(spec, "esnli")
+    assert len(records) == 9842 and records == load_records(esnli_path, format="esnli", labels=ESNLI_LABELS)

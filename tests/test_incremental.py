@@ -77,7 +77,7 @@ def test_changing_one_model_reruns_only_its_jobs_and_the_report(workdir):
     assert all("Params have changed" in j.reason for j in by_rule["embed"])
     assert {_wildcards(j)["model"] for j in by_rule["plr_explain"]} == {"minilm"}
     assert {_wildcards(j)["model"] for j in by_rule["plr_curve"]} == {"minilm"}
-    assert {_wildcards(j)["encoder"] for j in by_rule["finetune"]} == {"minilm"}
+    assert {_wildcards(j)["model"] for j in by_rule["finetune"]} == {"minilm"}
     assert len(by_rule["score_explanations"]) == 2  # explainer smollm2 x {0, 2} shots, scored with minilm
     assert REPORT_RULES <= set(by_rule)
     # nothing for the other model, the data or the demo builds
@@ -124,3 +124,54 @@ def test_changing_one_dataset_reruns_only_its_data_for_real(workdir):
     assert REPORT_RULES <= rules
     stage_jobs = [j for j in downstream if j.rule not in REPORT_RULES]
     assert {_wildcards(j)["dataset"] for j in stage_jobs} == {"demo_sentiment"}
+
+
+# Each runtime-only key (x-runtime-only in the schema) with a new value: how jobs run, not what
+# they compute. batch_size of a model is the transformers batch (results are the same).
+RUNTIME_ONLY_CHANGES = {
+    "max_concurrency": 3, "timeout_s": 7, "max_retries": 1, "api_key_env": "OTHER_KEY_VARIABLE",
+    "gpu_memory_utilization": 0.25, "kv_cache_gb": 1, "enforce_eager": False, "batch_size": 4,
+}
+
+
+@pytest.mark.parametrize("key", sorted(RUNTIME_ONLY_CHANGES))
+def test_changing_a_runtime_only_model_key_reruns_nothing(workdir, key):
+    def change(config):
+        for model in config["models"].values():
+            model[key] = RUNTIME_ONLY_CHANGES[key]
+
+    assert planned_jobs(workdir, configfile=_write_config(workdir, f"runtime_{key}.yaml", change)) == []
+
+
+def test_changing_runtime_only_stage_keys_reruns_nothing(workdir):
+    def change(config):
+        config.setdefault("explain", {})["chunk_size"] = 7
+        config.setdefault("zeroshot", {})["batch_size"] = 5
+        config.setdefault("finetune", {}).update(eval_batch_size=3, log_every_steps=9)
+        config.setdefault("plr", {}).update(embed_chunk_size=11, explain_texts_per_call=2)
+        config["quality"].setdefault("bertscore", {})["batch_size"] = 13
+
+    assert planned_jobs(workdir, configfile=_write_config(workdir, "runtime_stages.yaml", change)) == []
+
+
+def test_the_same_config_with_its_keys_reordered_reruns_nothing(workdir):
+    def reorder(value):
+        return {k: reorder(value[k]) for k in reversed(list(value))} if isinstance(value, dict) else value
+
+    def change(config):
+        reordered = reorder(config)
+        config.clear()
+        config.update(reordered)
+
+    assert planned_jobs(workdir, configfile=_write_config(workdir, "reordered.yaml", change)) == []
+
+
+@pytest.mark.parametrize("key, value", [("dtype", "bfloat16"), ("path", "sentence-transformers/all-MiniLM-L6-v2")])
+def test_changing_a_result_key_reruns_that_models_jobs_only(workdir, key, value):
+    configfile = _write_config(workdir, f"minilm_{key}.yaml", lambda c: c["models"]["minilm"].update({key: value}))
+    jobs = planned_jobs(workdir, configfile=configfile)
+    stage_jobs = [j for j in jobs if j.rule not in REPORT_RULES]
+    assert stage_jobs and REPORT_RULES <= {j.rule for j in jobs}
+    # minilm's own jobs, and the explanation scores it computes (BERTScore, MAUVE); nothing of smollm2's
+    assert {_wildcards(j).get("model") for j in stage_jobs if j.rule != "score_explanations"} == {"minilm"}
+    assert not {j.rule for j in stage_jobs} & {"explain", "zeroshot", "prepare_data", "demo_data", "demo_model"}

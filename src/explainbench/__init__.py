@@ -35,7 +35,7 @@ _EXPORTS = {
     "Job": "workflow",
     "explain": "explanations.generate:run", "score_explanations": "explanations.scoring:run",
     "finetune": "classify.finetune:run", "zeroshot": "classify.zeroshot:run",
-    "embed": "plr.embed:run", "plr_curve": "plr.classifier:run", "plr_explain": "plr.occlusion:run",
+    "embed": "plr.embed:run", "plr_curve": "plr.curve:run", "plr_explain": "plr.occlusion:run",
     "PLRClassifier": "plr.classifier",
 }
 

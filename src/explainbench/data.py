@@ -138,15 +138,22 @@ def _text(value: Any) -> str:
 
 
 def load_records(path: str | Path, *, format: str, labels: list[str], task: str = "nli",
-                 columns: dict | None = None, hub_split: str = "validation",
-                 id_prefix: str | None = None) -> list[dict]:
+                 columns: dict | None = None, id_prefix: str | None = None) -> list[dict]:
     """Load a dataset file into records, checking every row.
 
     ``columns`` maps record fields to the file's columns (see ``BUILTIN_COLUMNS`` for the
     built-in formats). Integer labels index ``labels``. Rows without an id get
-    ``{id_prefix}-{row}``.
+    ``{id_prefix}-{row}`` (the file's stem by default). A hub dataset is read through
+    :func:`load_dataset`, whose entry names the hub split.
     """
-    rows, row_kind = _read_table(path, format, hub_split)
+    spec = {"format": format, "labels": labels, "task": task, "columns": columns or {}, "hub_split": "validation"}
+    return _load(path, spec, id_prefix or Path(str(path)).stem)
+
+
+def _load(path: str | Path, spec: dict, id_prefix: str) -> list[dict]:
+    """Records of ``path`` read as dataset entry ``spec`` says; generated ids are ``{id_prefix}-{row}``."""
+    format, labels, task, columns = spec["format"], spec["labels"], spec["task"], spec["columns"]
+    rows, row_kind = _read_table(path, format, spec["hub_split"])
     mapping = _columns_for(format, task, columns or {}, str(path))
     needed = ["label"] + (["premise", "hypothesis"] if task == "nli" else ["text"])
     available = set().union(*(r.keys() for r in rows[:50])) if rows else set()
@@ -167,7 +174,7 @@ def load_records(path: str | Path, *, format: str, labels: list[str], task: str 
     if not rows:
         raise DataError(f"{path}: no rows")
 
-    prefix = id_prefix or Path(str(path)).stem
+    prefix = id_prefix
     records, seen = [], {}
     for row in rows:
         n = row["__row__"]
@@ -196,14 +203,13 @@ def load_records(path: str | Path, *, format: str, labels: list[str], task: str 
 
 
 def load_dataset(spec: dict, name: str | None = None) -> list[dict]:
-    """Load a dataset from its config entry (``config['datasets'][name]``)."""
+    """Load a dataset from its validated config entry (``config['datasets'][name]``; see
+    :func:`explainbench.config.dataset_entry`); generated ids start with ``name``."""
     fmt = spec["format"]
     labels = spec["labels"]
     if fmt == "healthfc" and len(labels) != 3:
         raise DataError(f"datasets.{name}.labels: HealthFC has three labels (0 supported, 1 not enough information, 2 refuted)")
-    return load_records(spec["path"], format=fmt, labels=labels, task=spec.get("task", "nli"),
-                        columns=spec.get("columns"), hub_split=spec.get("hub_split", "validation"),
-                        id_prefix=name)
+    return _load(spec["path"], spec, name or Path(spec["path"]).stem)
 
 
 def input_text(record: dict) -> str:

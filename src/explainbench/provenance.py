@@ -11,7 +11,8 @@ import json
 from typing import Any
 
 # Sections that say how or where jobs run, not what they compute: left out of the hash, so
-# moving a run to a cluster does not change the identity of its results.
+# moving a run to a cluster does not change the identity of its results. Runtime-only keys
+# (``x-runtime-only`` in the schema: timeouts, batch sizes, memory shares) are left out too.
 EXECUTION_ONLY_KEYS = ("slurm",)
 
 
@@ -23,6 +24,8 @@ def config_hash(config: dict[str, Any], length: int = 12) -> str:
     """
     if not isinstance(config, dict):
         raise TypeError(f"config_hash needs a dict, got {type(config).__name__}")
-    kept = {k: v for k, v in config.items() if k not in EXECUTION_ONLY_KEYS}
+    from .config import result_keys
+
+    kept = {k: result_keys(v, k) for k, v in config.items() if k not in EXECUTION_ONLY_KEYS}
     canonical = json.dumps(kept, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:length]

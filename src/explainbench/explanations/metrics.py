@@ -170,8 +170,13 @@ def mauve_score(p_features: np.ndarray, q_features: np.ndarray, *, num_buckets: 
     return float(out.mauve)
 
 
-def mauve_quantize(p_features: np.ndarray, q_features: np.ndarray, num_buckets: int, *, seed: int = 25,
-                   explained_variance: float = 0.9, num_redo: int = 5, max_iter: int = 500) -> tuple[np.ndarray, np.ndarray]:
+# mauve.compute_mauve's own quantisation settings (its defaults): PCA to this share of the
+# variance, k-means restarts and iterations.
+MAUVE_EXPLAINED_VARIANCE, MAUVE_KMEANS_REDO, MAUVE_KMEANS_ITER = 0.9, 5, 500
+
+
+def mauve_quantize(p_features: np.ndarray, q_features: np.ndarray, num_buckets: int,
+                   seed: int = 25) -> tuple[np.ndarray, np.ndarray]:
     """The cluster of each text, exactly as ``mauve.compute_mauve`` quantizes (its ``cluster_feats``:
     l2 normalisation, PCA to 90% variance, faiss k-means with the same seeds), which returns
     only histograms; we need the labels to resample examples."""
@@ -181,10 +186,10 @@ def mauve_quantize(p_features: np.ndarray, q_features: np.ndarray, num_buckets: 
 
     data = normalize(np.vstack([q_features, p_features]), norm="l2", axis=1)
     pca = PCA(n_components=None, whiten=False, random_state=seed + 1).fit(data)
-    keep = int(np.argmax(np.cumsum(pca.explained_variance_ratio_) >= explained_variance))
+    keep = int(np.argmax(np.cumsum(pca.explained_variance_ratio_) >= MAUVE_EXPLAINED_VARIANCE))
     data = pca.transform(data)[:, :keep + 1].astype(np.float32)
-    kmeans = faiss.Kmeans(data.shape[1], num_buckets, niter=max_iter, verbose=False, nredo=num_redo,
-                          update_index=True, seed=seed + 2)
+    kmeans = faiss.Kmeans(data.shape[1], num_buckets, niter=MAUVE_KMEANS_ITER, verbose=False,
+                          nredo=MAUVE_KMEANS_REDO, update_index=True, seed=seed + 2)
     kmeans.train(data)
     labels = kmeans.index.search(data, 1)[1].reshape(-1)
     return labels[len(q_features):], labels[:len(q_features)]
