@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import causal_spec, encoder_spec
-from explainbench.backends import BackendError, load_backend
+from explainbench.engines import BackendError, load_backend
 
 
 def _esnli_prompts(esnli_path, n=3):

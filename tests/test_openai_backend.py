@@ -21,9 +21,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from explainbench.backends import BackendError, load_backend
+from conftest import causal_spec
+from explainbench.config import model_entry
 from explainbench.data import load_records
-from explainbench.explain import build_prompts
+from explainbench.engines import BackendError, load_backend
+from explainbench.explanations.generate import ExplainSettings, Prompting, build_prompts
 from explainbench.prompts import load_template
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
@@ -170,10 +172,9 @@ class FaultProxy:
 
 
 def _spec(base: str, path: str, **extra) -> dict:
-    spec = dict(path=path, kind="causal", backend="openai", api_base=base, api_key_env=KEY_ENV, max_concurrency=4,
+    keys = dict(path=path, kind="causal", backend="openai", api_base=base, api_key_env=KEY_ENV, max_concurrency=4,
                 timeout_s=120, chat_template=True, max_model_len=512, dtype="float32")
-    spec.update(extra)
-    return spec
+    return model_entry(**{**keys, **extra})
 
 
 def _backend(base, path, **extra):
@@ -194,15 +195,14 @@ def pairs():
 @pytest.fixture(scope="module")
 def prompts(pairs):
     train, examples = pairs
-    return build_prompts(examples, train=train, template=load_template(ROOT / "config" / "prompts", "explain",
-                                                                        "esnli", "nli"),
-                         shots=1, seed=0, labels=LABELS)
+    template = load_template(ROOT / "config" / "prompts", "explain", "esnli", "nli")
+    settings = ExplainSettings(shots=1, seed=0, show_label=True, max_new_tokens=64, temperature=0.0, chunk_size=64)
+    return build_prompts(examples, Prompting(template, train, LABELS), settings)
 
 
 @pytest.fixture(scope="module")
 def hf(smollm2):
-    backend = load_backend(dict(path=str(smollm2), kind="causal", backend="transformers", dtype="float32",
-                                max_model_len=1024, chat_template=True, batch_size=8), "smollm2")
+    backend = load_backend(causal_spec(smollm2, backend="transformers", batch_size=8), "smollm2")
     yield backend
     backend.close()
 
@@ -339,15 +339,14 @@ def test_embeddings_match_the_last_hidden_state(tmp_path_factory, monkeypatch):
     serving = _serve(tiny, tmp_path_factory.mktemp("vllm-pooling") / "server.log", "--runner", "pooling",
                      "--convert", "embed", "--pooler-config", '{"pooling_type": "LAST", "use_activation": false}')
     pooled = next(serving)
-    monkeypatch.setattr("explainbench.openai_backend.EMBED_BATCH", 4)
+    monkeypatch.setattr("explainbench.engines.openai.EMBED_BATCH", 4)
     try:
         backend = _backend(pooled["base"], str(tiny), max_concurrency=2)
         got = backend.embed(texts * 2)  # more texts than one request may carry, in order
         backend.close()
     finally:
         serving.close()
-    want = load_backend(dict(path=str(tiny), kind="causal", backend="transformers", dtype="float32",
-                             max_model_len=512, chat_template=True), "tiny").embed(texts, pooling="last")
+    want = load_backend(causal_spec(tiny, backend="transformers", max_model_len=512), "tiny").embed(texts, pooling="last")
     assert got.shape == (6, want.shape[1]) and got.dtype == np.float32
     np.testing.assert_allclose(got[:3], got[3:], atol=1e-5)
     cosine = (got[:3] * want).sum(1) / np.linalg.norm(got[:3], axis=1) / np.linalg.norm(want, axis=1)

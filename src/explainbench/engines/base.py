@@ -83,7 +83,7 @@ class Backend(ABC):
         """The prompt as the model sees it (chat template applied when configured)."""
         if isinstance(prompt, str):
             return prompt
-        if self.spec.get("chat_template", True) and getattr(self.tokenizer, "chat_template", None):
+        if self.spec["chat_template"] and getattr(self.tokenizer, "chat_template", None):
             return self.tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
         return "\n\n".join(m["content"] for m in prompt) + "\n"
 
@@ -95,7 +95,7 @@ class Backend(ABC):
         if (bos is not None and getattr(self.tokenizer, "add_bos_token", False)
                 and (not ids or ids[0] != bos)):
             ids = [bos] + ids
-        limit = int(self.spec.get("max_model_len", 2048))
+        limit = self.spec["max_model_len"]
         if len(ids) >= limit:
             raise BackendError(f"model {self.name!r}: prompt of {len(ids)} tokens does not fit max_model_len={limit} "
                                f"(models.{self.name}.max_model_len); prompt starts {text[:80]!r}")
@@ -118,7 +118,7 @@ class Backend(ABC):
         """Log-probability of each option as the continuation of each prompt: shape (n, k)."""
 
     def embed(self, texts: Sequence[str], *, pooling: str = "last", layer: int = -1) -> np.ndarray:
-        raise BackendError(f"model {self.name!r}: backend {self.spec.get('backend')!r} gives no embeddings")
+        raise BackendError(f"model {self.name!r}: backend {self.spec['backend']!r} gives no embeddings")
 
     def start(self) -> None:
         """Load or start the engine now (engines otherwise start on first use), so that

@@ -57,15 +57,15 @@ class OpenAIBackend(Backend):
         super().__init__(spec, name)
         import httpx
 
-        base = spec.get("api_base")
+        base = spec["api_base"]
         if not base:
             raise BackendError(f"model {name!r}: backend openai needs api_base (models.{name}.api_base)")
         self.api_base = base.rstrip("/")
         self.model_id = spec["path"]
-        self.max_concurrency = int(spec.get("max_concurrency", 8))
-        self.timeout_s = float(spec.get("timeout_s", 120))
-        self.max_retries = int(spec.get("max_retries", 6))
-        key_env = spec.get("api_key_env", "OPENAI_API_KEY")
+        self.max_concurrency = spec["max_concurrency"]
+        self.timeout_s = float(spec["timeout_s"])
+        self.max_retries = spec["max_retries"]
+        key_env = spec["api_key_env"]
         headers = {"Content-Type": "application/json"}
         key = os.environ.get(key_env)
         if key:
@@ -129,13 +129,13 @@ class OpenAIBackend(Backend):
 
     # -- prompts ------------------------------------------------------------------------------
     def _chat(self, prompt) -> bool:
-        return not isinstance(prompt, str) and bool(self.spec.get("chat_template", True))
+        return not isinstance(prompt, str) and self.spec["chat_template"]
 
     def render(self, prompt) -> str:
         """Plain text for the completions endpoint (chat prompts are templated by the server)."""
         if isinstance(prompt, str):
             return prompt
-        if self.spec.get("chat_template", True) and self._local_tokenizer() is not None:
+        if self.spec["chat_template"] and self._local_tokenizer() is not None:
             return super().render(prompt)
         return "\n\n".join(m["content"] for m in prompt) + "\n"
 

