@@ -1,7 +1,7 @@
 """Explanations per second: vLLM versus transformers ``generate``, same model, same prompts.
 
 One run generates explanations for the same real e-SNLI pairs (k-shot prompts built by
-``explainbench.explain``) with each engine, greedy, and reports explanations/s, tokens/s
+``explainbench.explanations.generate``) with each engine, greedy, and reports explanations/s, tokens/s
 and the vLLM/transformers ratio. Engine start-up is timed apart from generation (a warm-up
 prompt runs first). Results go to ``benchmarks/results/explain_throughput.{json,csv}``.
 
@@ -35,9 +35,10 @@ def main() -> None:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-    from explainbench.backends import load_backend
+    from explainbench.config import model_entry
     from explainbench.data import load_records
-    from explainbench.explain import build_prompts
+    from explainbench.engines import open_backend
+    from explainbench.explanations.generate import ExplainSettings, Prompting, build_prompts
     from explainbench.prompts import load_template
 
     if not (Path(args.model) / "config.json").exists():
@@ -47,26 +48,26 @@ def main() -> None:
     records = load_records(args.data, format="esnli", labels=LABELS)
     train, examples = records[:500], records[500:500 + args.n]
     template = load_template(ROOT / "config" / "prompts", "explain", "esnli", "nli")
-    prompts = build_prompts(examples, train=train, template=template, shots=args.shots, seed=0, labels=LABELS)
+    settings = ExplainSettings(shots=args.shots, seed=0, show_label=True, max_new_tokens=args.max_new_tokens,
+                               temperature=0.0, chunk_size=len(examples))
+    prompts = build_prompts(examples, Prompting(template, train, LABELS), settings)
 
     spec = dict(path=args.model, kind="causal", dtype="float32", max_model_len=1024, chat_template=True,
                 enforce_eager=True, gpu_memory_utilization=0.3, kv_cache_gb=2, batch_size=args.batch_size)
     rows, texts = [], {}
     for engine in ("transformers", "vllm"):
-        backend = load_backend(dict(spec, backend=engine), "smollm2")
-        t0 = time.perf_counter()
-        backend.generate(prompts[:1], max_new_tokens=4)  # load / start the engine, warm up
-        startup = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        gens = backend.generate(prompts, max_new_tokens=args.max_new_tokens, temperature=0.0, seed=0)
-        seconds = time.perf_counter() - t0
+        with open_backend(model_entry(**spec, backend=engine), "smollm2") as backend:
+            t0 = time.perf_counter()
+            backend.generate(prompts[:1], max_new_tokens=4)  # load / start the engine, warm up
+            startup = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            gens = backend.generate(prompts, max_new_tokens=args.max_new_tokens, temperature=0.0, seed=0)
+            seconds = time.perf_counter() - t0
         tokens = sum(g.completion_tokens for g in gens)
         texts[engine] = [g.text for g in gens]
         rows.append({"engine": engine, "n": len(gens), "seconds": round(seconds, 3),
                      "explanations_per_s": round(len(gens) / seconds, 3), "tokens_per_s": round(tokens / seconds, 2),
                      "completion_tokens": tokens, "startup_s": round(startup, 1)})
-        backend.close()
-        del backend
         gc.collect()
 
     hf, vl = rows

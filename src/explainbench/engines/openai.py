@@ -1,4 +1,4 @@
-"""An OpenAI-compatible HTTP server as a :class:`~explainbench.backends.Backend`.
+"""An OpenAI-compatible HTTP server as a :class:`~explainbench.engines.base.Backend`.
 
 Works with OpenAI (GPT-4o mini) and with any ``vllm serve``. A model entry::
 
