@@ -2,12 +2,13 @@
 
 Same embedding model (all-MiniLM-L6-v2, local folder), same data (SST-2: training sentences from
 train.tsv, the fixed test set from dev.tsv), same n-per-class grid and the same hash-seeded draws
-(``explainbench.plr.draw_rows``). Reported side by side: accuracy per n (mean and sd over draws)
+(``explainbench.plr.classifier.draw_rows``). Reported side by side: accuracy per n (mean and sd over draws)
 and the wall time of the whole grid, as the ratio SetFit / PLR.
 
-- PLR (candidate): the texts are embedded once (explainbench.embed, mean pooling as the model
-  was trained), then for every (n, draw) ``PLRClassifier`` standardises the features and picks
-  the L2 penalty by stratified CV inside the draw.
+- PLR (candidate): the texts are embedded once (explainbench.plr.embed, mean pooling as the
+  model was trained), then for every (n, draw) ``PLRClassifier`` standardises the features and
+  picks the L2 penalty by stratified CV inside the draw (``explainbench.plr.curve.learning_curve``,
+  as rule plr_curve runs it).
 - SetFit (baseline): for every (n, draw) ``SetFitModel.fit`` with its default sklearn
   ``LogisticRegression`` head (C=1) and the body frozen (no contrastive pairs, no training of
   the body) - it encodes the drawn training texts, fits the head, and ``predict`` encodes the
@@ -31,7 +32,6 @@ Writes benchmarks/results/plr_vs_setfit/{per_draw.csv,summary.csv,summary.json} 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -46,11 +46,15 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from explainbench.backends import load_backend  # noqa: E402
+from explainbench.config import model_entry, validate_config  # noqa: E402
 from explainbench.data import load_records  # noqa: E402
-from explainbench.embed import EmbedSettings, embed_splits  # noqa: E402
-from explainbench.plr import PLRClassifier, draw_rows  # noqa: E402
+from explainbench.engines import open_backend  # noqa: E402
+from explainbench.io import write_csv, write_json  # noqa: E402
+from explainbench.plr.classifier import PLRSettings, draw_rows  # noqa: E402
+from explainbench.plr.curve import learning_curve  # noqa: E402
+from explainbench.plr.embed import EmbedSettings, Embedder, embed_splits  # noqa: E402
 from explainbench.splits import sample_per_class  # noqa: E402
+from explainbench.workflow import rule_settings  # noqa: E402
 
 LABELS = ["negative", "positive"]
 
@@ -66,18 +70,17 @@ def load_sst2(data: Path, train_per_class: int, test_per_class: int) -> dict[str
 
 def run_plr(splits, model: Path, grid, draws) -> tuple[list[dict], float]:
     t0 = time.perf_counter()
-    spec = dict(path=str(model), kind="encoder", backend="transformers", dtype="float32", max_model_len=256,
-                batch_size=64)
-    backend = load_backend(spec, name="minilm")
-    emb = embed_splits(backend, splits, labels=LABELS, template=None, settings=EmbedSettings.for_model(spec, {}))
-    tr, te = emb.part("train"), emb.part("test")
-    rows = []
-    for n in grid:
-        for draw in range(draws):
-            idx = draw_rows(tr.ids, tr.labels, n, draw, seed=0)
-            clf = PLRClassifier(penalty="l2", cv=5).fit(tr.vectors[idx], tr.labels[idx])
-            rows.append({"method": "plr", "n_per_class": n, "draw": draw,
-                         "accuracy": float((clf.predict(te.vectors) == te.labels).mean()), "C": clf.C_})
+    spec = model_entry(path=str(model), kind="encoder", backend="transformers", dtype="float32", max_model_len=256,
+                       batch_size=64)
+    # the config's defaults (l2, 5 CV folds, seed 0; mean pooling, plain text for an encoder) with this grid
+    config = validate_config({"datasets": {"sst2": {"format": "tsv", "path": "-", "labels": LABELS}},
+                              "models": {"minilm": spec}, "plr": {"n_per_class": list(grid), "draws": draws}})
+    with open_backend(spec, "minilm") as backend:
+        embedder = Embedder(backend, EmbedSettings.for_model(spec, rule_settings(config, "embed")), None, LABELS)
+        emb = embed_splits(embedder, splits)
+    curve = learning_curve(emb.part("train"), emb.part("test"), PLRSettings.from_settings(config["plr"]), LABELS)
+    rows = [{"method": "plr", **{k: row[k] for k in ("n_per_class", "draw", "accuracy", "C")}}
+            for row in curve.to_dict("records")]
     return rows, time.perf_counter() - t0
 
 
@@ -128,10 +131,9 @@ def main(argv=None) -> dict:
     result = {"plr_seconds": plr_s, "setfit_seconds": setfit_s, "wall_time_ratio_setfit_over_plr": setfit_s / plr_s,
               "n_train": len(splits["train"]), "n_test": len(splits["test"]), "draws": args.draws,
               "n_per_class": args.n, "setfit_version": setfit.__version__, "model": str(args.model)}
-    args.out.mkdir(parents=True, exist_ok=True)
-    per_draw.to_csv(args.out / "per_draw.csv", index=False)
-    summary.to_csv(args.out / "summary.csv", index=False)
-    (args.out / "summary.json").write_text(json.dumps({**result, "accuracy": summary.to_dict("records")}, indent=2))
+    write_csv(per_draw, args.out / "per_draw.csv")
+    write_csv(summary, args.out / "summary.csv")
+    write_json({**result, "accuracy": summary.to_dict("records")}, args.out / "summary.json")
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(f"wall time: PLR {plr_s:.1f} s (embed once + CV per draw), SetFit {setfit_s:.1f} s; "
           f"ratio SetFit/PLR = {setfit_s / plr_s:.2f}")

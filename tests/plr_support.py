@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import causal_spec
+from conftest import causal_spec, encoder_spec
+from explainbench.workflow import Job, rule_settings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -54,10 +55,33 @@ def smollm2_spec(backend: str = "vllm", **extra) -> dict:
 
 
 def minilm_spec(**extra) -> dict:
-    spec = dict(path=str(demo_model("all-MiniLM-L6-v2")), kind="encoder", backend="transformers", dtype="float32",
-                max_model_len=256, batch_size=64, quantization=None)
-    spec.update(extra)
-    return spec
+    return encoder_spec(demo_model("all-MiniLM-L6-v2"), **{"batch_size": 64, **extra})
+
+
+def sst2_config(models: dict[str, dict], **plr) -> dict:
+    """A validated config: SST-2 (as the dataset ``sst2``), the given models, ``plr`` settings."""
+    from explainbench.config import validate_config
+
+    dataset = {"format": "tsv", "path": str(SHARED_DATA / "sst2" / "dev.tsv"), "task": "classification",
+               "labels": SST2_LABELS, "columns": {"text": "content", "label": "label"}}
+    return validate_config({"datasets": {"sst2": dataset}, "models": models, "prompts_dir": str(PROMPTS),
+                            "plr": {"datasets": ["sst2"], "models": list(models), **plr}})
+
+
+def sst2_job(rule: str, config: dict, model: str, input: dict, output: dict) -> Job:
+    """A Job of ``rule`` for SST-2 and ``model``, as Snakemake would hand it to the stage."""
+    return Job(input=input, output=output, config=config, wildcards={"dataset": "sst2", "model": model},
+               settings=rule_settings(config, rule), rule=rule)
+
+
+def write_splits(directory: Path, splits: dict[str, list[dict]]) -> dict[str, str]:
+    """The split files (train.jsonl, test.jsonl) of ``splits``, as rule prepare_data writes them."""
+    from explainbench.io import write_jsonl
+
+    paths = {name: str(directory / f"{name}.jsonl") for name in splits}
+    for name, rows in splits.items():
+        write_jsonl(rows, paths[name])
+    return paths
 
 
 @functools.lru_cache(maxsize=None)
@@ -101,37 +125,44 @@ class CountingBackend:
 def smollm2_vllm():
     """One vLLM pooling engine for SmolLM2 per session, behind a call counter."""
     pytest.importorskip("vllm")
-    from explainbench.backends import load_backend
+    from explainbench.engines import load_backend
 
     return CountingBackend(load_backend(smollm2_spec("vllm"), name="smollm2"))
 
 
 @functools.lru_cache(maxsize=None)
 def smollm2_transformers():
-    from explainbench.backends import load_backend
+    from explainbench.engines import load_backend
 
     return load_backend(smollm2_spec("transformers"), name="smollm2-hf")
+
+
+def smollm2_embedder(backend=None):
+    """SmolLM2 embedding SST-2 as rule embed does: the wrapped prompt, last token, final layer."""
+    from explainbench.plr.embed import EmbedSettings, Embedder
+
+    settings = EmbedSettings(pooling="last", layer=-1, wrap=True, chunk_size=256)
+    return Embedder(backend or smollm2_vllm(), settings, sst2_template(), SST2_LABELS)
 
 
 @functools.lru_cache(maxsize=None)
 def smollm2_sst2():
     """(Embeddings of the SST-2 sample via vLLM, embed calls, texts embedded) - computed once."""
-    from explainbench.embed import EmbedSettings, embed_splits
+    from explainbench.plr.embed import embed_splits
 
     backend = smollm2_vllm()
     before_calls, before_texts = backend.embed_calls, backend.texts_embedded
-    emb = embed_splits(backend, sst2_sample(), labels=SST2_LABELS, template=sst2_template(),
-                       settings=EmbedSettings(pooling="last", layer=-1, wrap=True, chunk_size=256))
+    emb = embed_splits(smollm2_embedder(backend), sst2_sample())
     return emb, backend.embed_calls - before_calls, backend.texts_embedded - before_texts
 
 
 @functools.lru_cache(maxsize=None)
 def minilm_sst2():
-    from explainbench.backends import load_backend
-    from explainbench.embed import EmbedSettings, embed_splits
+    """The SST-2 sample embedded by MiniLM as rule embed does with the default config (plain text, mean pooled)."""
+    from explainbench.engines import open_backend
+    from explainbench.plr.embed import EmbedSettings, Embedder, embed_splits
 
-    backend = load_backend(minilm_spec(), name="minilm")
-    emb = embed_splits(backend, sst2_sample(), labels=SST2_LABELS, template=None,
-                       settings=EmbedSettings.for_model(backend.spec, {}))
-    backend.close()
-    return emb
+    config = sst2_config({"minilm": minilm_spec()})
+    settings = EmbedSettings.for_model(config["models"]["minilm"], rule_settings(config, "embed"))
+    with open_backend(config["models"]["minilm"], "minilm") as backend:
+        return embed_splits(Embedder(backend, settings, None, SST2_LABELS), sst2_sample())

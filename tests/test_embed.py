@@ -7,14 +7,16 @@ import json
 import numpy as np
 import pytest
 
-from explainbench.backends import BackendError, load_backend
-from explainbench.data import write_jsonl
-from explainbench.embed import EmbedSettings, embed_dataset, format_options, model_inputs, wrap_record
-from explainbench.embeddings import Embeddings, EmbeddingError, check_against_splits, read_embeddings, write_embeddings
+from explainbench.config import model_entry
+from explainbench.engines import BackendError, load_backend, open_backend
+from explainbench.files import Embeddings, EmbeddingError, check_against_splits, read_embeddings, write_embeddings
+from explainbench.plr import embed
+from explainbench.plr.embed import EmbedSettings, format_options, model_inputs, wrap_record
 from explainbench.prompts import PromptError, load_template
+from explainbench.workflow import rule_settings
 
 from plr_support import (PROMPTS, SST2_LABELS, minilm_spec, smollm2_spec, smollm2_sst2, smollm2_transformers,
-                         sst2_sample, sst2_template)
+                         sst2_config, sst2_job, sst2_sample, sst2_template, write_splits)
 
 
 # --------------------------------------------------------------------------- templates
@@ -48,11 +50,18 @@ def test_template_placeholder_without_a_value_names_the_file():
         wrap_record({"id": "1", "premise": "p"}, nli, ["a", "b"])
 
 
+def embed_settings(**plr) -> dict:
+    """Rule embed's settings under a config with these plr settings (the rest the schema's defaults)."""
+    return rule_settings(sst2_config({"m": {"path": "-"}}, **plr), "embed")
+
+
 def test_encoders_embed_plain_text_unless_asked():
-    enc = EmbedSettings.for_model({"kind": "encoder"}, {"pooling": "last"})
+    encoder = model_entry(path="-", kind="encoder", backend="transformers")
+    causal = model_entry(path="-", kind="causal")
+    enc = EmbedSettings.for_model(encoder, embed_settings(pooling="last"))
     assert (enc.wrap, enc.pooling) == (False, "mean")
-    assert EmbedSettings.for_model({"kind": "encoder"}, {"wrap_encoder_texts": True}).wrap
-    causal = EmbedSettings.for_model({"kind": "causal"}, {"pooling": "mean", "layer": -2})
+    assert EmbedSettings.for_model(encoder, embed_settings(wrap_encoder_texts=True)).wrap
+    causal = EmbedSettings.for_model(causal, embed_settings(pooling="mean", layer=-2))
     assert (causal.wrap, causal.pooling, causal.layer) == (True, "mean", -2)
     recs = [{"id": "1", "premise": "A dog runs.", "hypothesis": "An animal moves.", "label": "e"}]
     assert model_inputs(recs, None, ["e", "n"], wrap=False) == ["A dog runs. An animal moves."]
@@ -102,12 +111,10 @@ def test_rule_embed_with_a_real_encoder_writes_train_and_test(tmp_path):
     """MiniLM on real SST-2 sentences, through the split files, as the rule runs it."""
     sample = sst2_sample()
     train, test = sample["train"][:12], sample["test"][:8]
-    write_jsonl(train, tmp_path / "train.jsonl")
-    write_jsonl(test, tmp_path / "test.jsonl")
     out = tmp_path / "embeddings.npz"
-    embed_dataset(train=tmp_path / "train.jsonl", test=tmp_path / "test.jsonl", out=out, model_spec=minilm_spec(),
-                  model_name="minilm", dataset_spec={"task": "classification", "labels": SST2_LABELS},
-                  dataset_name="sst2", prompts_dir=PROMPTS, plr={"pooling": "last", "layer": -1})
+    config = sst2_config({"minilm": minilm_spec()}, pooling="last")  # pooling is a causal LM's; encoders mean-pool
+    inputs = {**write_splits(tmp_path, {"train": train, "test": test}), "template": [], "model": [minilm_spec()["path"]]}
+    embed.run(sst2_job("embed", config, "minilm", inputs, {"embeddings": str(out)}))
     emb = read_embeddings(out)
     assert emb.vectors.shape == (20, 384)
     assert list(emb.ids) == [r["id"] for r in train] + [r["id"] for r in test]
@@ -115,7 +122,8 @@ def test_rule_embed_with_a_real_encoder_writes_train_and_test(tmp_path):
     assert list(emb.labels) == [r["label"] for r in train + test]
     assert emb.meta["pooling"] == "mean" and emb.meta["wrapped"] is False and emb.meta["dataset"] == "sst2"
     # mean-pooled MiniLM: the same sentence embedded alone gives the same vector (no batch effects)
-    alone = load_backend(minilm_spec(), "minilm").embed([test[0]["text"]], pooling="mean")
+    with open_backend(minilm_spec(), "minilm") as backend:
+        alone = backend.embed([test[0]["text"]], pooling="mean")
     assert np.allclose(alone[0], emb.part("test").vectors[0], atol=1e-4)
 
 
@@ -153,8 +161,7 @@ def test_layer_and_mean_pooling_are_configurable_with_transformers():
 @pytest.mark.vllm
 def test_vllm_gives_the_final_layer_only():
     pytest.importorskip("vllm")
-    backend = load_backend(smollm2_spec("vllm"), "smollm2")
-    with pytest.raises(BackendError, match="final layer only"):
+    with open_backend(smollm2_spec("vllm"), "smollm2") as backend, pytest.raises(BackendError, match="final layer only"):
         backend.embed(["x"], pooling="last", layer=3)
 
 
@@ -182,7 +189,7 @@ def test_transformers_quantization_reaches_the_engine_or_names_the_model_key():
 def test_vllm_quantization_is_passed_to_the_engine():
     """vLLM receives the setting and judges it: fp8 needs a 16-bit dtype, so float32 is refused by vLLM itself."""
     pytest.importorskip("vllm")
-    backend = load_backend(smollm2_spec("vllm", quantization="fp8"), "smol-fp8")
-    with pytest.raises(BackendError, match=r"(?s)model 'smol-fp8'.*quantization 'fp8' \(models\.smol-fp8\.quantization\)"
-                                           r".*not supported for quantization method fp8"):
+    with open_backend(smollm2_spec("vllm", quantization="fp8"), "smol-fp8") as backend, \
+            pytest.raises(BackendError, match=r"(?s)model 'smol-fp8'.*quantization 'fp8' \(models\.smol-fp8\.quantization\)"
+                                              r".*not supported for quantization method fp8"):
         backend.embed(["a sentence"], pooling="last")

@@ -17,8 +17,8 @@ import pytest
 from conftest import causal_spec
 from explainbench.data import load_records
 from explainbench.engines import Backend, load_backend
+from explainbench.files import EXPLANATION_FIELDS
 from explainbench.explanations.generate import (
-    ROW_FIELDS,
     ExplainError,
     ExplainSettings,
     Prompting,
@@ -173,7 +173,7 @@ def test_healthfc_has_its_own_wording():
 def _check_rows(rows, examples, *, model, shots):
     assert [r["id"] for r in rows] == [e["id"] for e in examples]
     for row in rows:
-        assert list(row) == list(ROW_FIELDS)
+        assert list(row) == list(EXPLANATION_FIELDS)
         assert row["model"] == model and row["dataset"] == "esnli" and row["split"] == "test"
         assert row["shots"] == shots and row["seed"] == 0
         assert row["finish_reason"] in ("stop", "length")

@@ -6,6 +6,7 @@ runner, all-MiniLM-L6-v2 through transformers); embeddings are computed once per
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -13,13 +14,18 @@ import pandas as pd
 import pytest
 from sklearn.base import clone
 
-from explainbench.embeddings import read_embeddings, write_embeddings
-from explainbench.plr import (CURVE_COLUMNS, PLRClassifier, curve_summary, draw_rows, learning_curve,
-                              read_zeroshot_accuracy, run_curve, smallest_n_reaching)
-from explainbench.plr_explain import PHRASE_COLUMNS, STABILITY_COLUMNS, explain, occlusions, stability, top_phrases
+from explainbench.errors import DataError
+from explainbench.files import (CURVE_COLUMNS, PHRASE_COLUMNS, STABILITY_COLUMNS, Embeddings, read_embeddings,
+                                write_embeddings, write_metrics)
+from explainbench.plr import curve as plr_curve
+from explainbench.plr import occlusion as plr_occlusion
+from explainbench.plr.classifier import PLRClassifier, PLRSettings, draw_rows
+from explainbench.plr.curve import curve_summary, learning_curve, read_zeroshot_accuracy, smallest_n_reaching
+from explainbench.plr.occlusion import ExplainSettings, explain, occlusions, stability, top_phrases
+from explainbench.workflow import rule_settings
 
-from plr_support import (PROMPTS, SST2_LABELS, minilm_sst2, smollm2_sst2, smollm2_transformers, smollm2_vllm, sst2_sample,
-                         sst2_template)
+from plr_support import (SST2_LABELS, minilm_spec, minilm_sst2, smollm2_embedder, smollm2_spec, smollm2_sst2,
+                         smollm2_transformers, smollm2_vllm, sst2_config, sst2_job, sst2_sample, write_splits)
 
 POSITIVE_WORDS = {"good", "great", "best", "funny", "beautiful", "wonderful", "fun", "brilliant", "enjoyable",
                   "excellent", "love", "loved", "moving", "charming", "delightful", "entertaining", "fascinating",
@@ -32,6 +38,24 @@ NEGATIVE_WORDS = {"bad", "worst", "dull", "boring", "awful", "stupid", "mess", "
 def parts(emb):
     tr, te = emb.part("train"), emb.part("test")
     return tr.vectors, tr.labels, tr.ids, te.vectors, te.labels
+
+
+OUTPUTS = {"plr_curve": ["curve"], "plr_explain": ["phrases", "stability"]}
+
+
+def plr_job(tmp_path: Path, rule: str, emb: Embeddings, models: dict[str, dict], **plr):
+    """A job of rule plr_curve or plr_explain for the one model of ``models`` on the SST-2 sample
+    embedded as ``emb`` (the embeddings and split files written under ``tmp_path``, as are its
+    outputs: curve.csv, phrases.csv, stability.csv); ``plr``: config plr settings."""
+    write_embeddings(emb, tmp_path / "embeddings.npz")
+    inputs = {"embeddings": str(tmp_path / "embeddings.npz"), **write_splits(tmp_path, sst2_sample())}
+    outputs = {name: str(tmp_path / f"{name}.csv") for name in OUTPUTS[rule]}
+    return sst2_job(rule, sst2_config(models, **plr), next(iter(models)), inputs, outputs)
+
+
+def reaching(curve: pd.DataFrame, target) -> int | None:
+    summary = curve_summary(curve)
+    return smallest_n_reaching(summary["n_per_class"], summary["accuracy_mean"], target)
 
 
 # --------------------------------------------------------------------------- the estimator
@@ -84,11 +108,15 @@ def test_the_penalty_is_chosen_without_the_test_set():
 
     If the penalty were tuned on the test set, the flipped labels would pick a different C.
     """
-    Xtr, ytr, ids, Xte, yte = parts(minilm_sst2())
-    flipped = np.where(yte == "positive", "negative", "positive")
-    grid = dict(n_per_class=[2, 8, 32], draws=2, seed=3, labels=SST2_LABELS)
-    honest = learning_curve(Xtr, ytr, ids, Xte, yte, **grid)
-    poisoned = learning_curve(Xtr, ytr, ids, Xte[::-1][:50], flipped[::-1][:50], **grid)
+    emb = minilm_sst2()
+    Xtr, ytr, ids, _, _ = parts(emb)
+    train, test = emb.part("train"), emb.part("test")
+    flipped = np.where(test.labels == "positive", "negative", "positive")
+    poisoned_test = Embeddings(test.ids[::-1][:50], test.split[:50], flipped[::-1][:50], test.vectors[::-1][:50],
+                               test.meta)
+    grid = PLRSettings(n_per_class=[2, 8, 32], draws=2, penalty="l2", cv_folds=5, seed=3)
+    honest = learning_curve(train, test, grid, SST2_LABELS)
+    poisoned = learning_curve(train, poisoned_test, grid, SST2_LABELS)
     assert honest["C"].tolist() == poisoned["C"].tolist()
     assert honest["C"].nunique() > 1  # the choice really varies with the training draw
     assert honest["accuracy"].tolist() != poisoned["accuracy"].tolist()
@@ -112,12 +140,9 @@ def test_draws_are_seeded_nested_and_balanced():
 
 def test_plr_on_encoder_embeddings_learns(tmp_path):
     """all-MiniLM-L6-v2 (an encoder, mean pooled) is an embedding model too: well above chance on SST-2."""
-    emb = minilm_sst2()
-    path = tmp_path / "embeddings.npz"
-    write_embeddings(emb, path)
-    curve = run_curve(embeddings=str(path), out=str(tmp_path / "curve.csv"), dataset="sst2", model="minilm",
-                      settings={"n_per_class": [4, 32, 128, 1000], "draws": 3, "penalty": "l2", "cv_folds": 5,
-                                "seed": 0})
+    job = plr_job(tmp_path, "plr_curve", minilm_sst2(), {"minilm": minilm_spec()}, n_per_class=[4, 32, 128, 1000],
+                  draws=3)
+    curve = plr_curve.run(job)  # rule plr_curve (penalty l2, 5 CV folds, seed 0: the config's defaults)
     written = pd.read_csv(tmp_path / "curve.csv")
     assert list(written.columns) == CURVE_COLUMNS
     assert sorted(written["n_per_class"].unique()) == [4, 32, 128]  # 1000 per class is more than the sample
@@ -125,37 +150,45 @@ def test_plr_on_encoder_embeddings_learns(tmp_path):
     summary = curve_summary(curve).set_index("n_per_class")
     assert summary.loc[128, "accuracy_mean"] > 0.7
     assert summary.loc[128, "accuracy_mean"] > summary.loc[4, "accuracy_mean"]
-    assert smallest_n_reaching(curve, 0.5) == 4
-    assert smallest_n_reaching(curve, 1.01) is None
+    assert reaching(curve, 0.5) == 4
+    assert reaching(curve, 1.01) is None
 
 
 def test_smallest_n_reaching_the_zero_shot_accuracy(tmp_path):
-    (tmp_path / "metrics.json").write_text('{"method": "zeroshot", "accuracy": 0.65}')
+    metrics = {"dataset": "sst2", "classifier": "smollm2", "method": "zeroshot", "condition": "none", "seed": None,
+               "model_path": "m", "n": 200, "n_invalid": 0, "accuracy": 0.65, "accuracy_ci": [0.58, 0.71],
+               "macro_f1": 0.64, "macro_f1_ci": [0.57, 0.7]}
+    write_metrics(metrics, tmp_path / "metrics.json")
     assert read_zeroshot_accuracy(tmp_path / "metrics.json") == 0.65
-    (tmp_path / "bad.json").write_text('{"method": "zeroshot"}')
-    with pytest.raises(ValueError, match=r"bad\.json, field 'accuracy'"):
+    write_metrics({**metrics, "accuracy": None}, tmp_path / "bad.json")
+    with pytest.raises(DataError, match=r"bad\.json, field 'accuracy'"):
         read_zeroshot_accuracy(tmp_path / "bad.json")
+    write_metrics({**metrics, "condition": "human"}, tmp_path / "human.json")  # the baseline has no explanations
+    with pytest.raises(DataError, match=r"human\.json, field 'condition': 'human'"):
+        read_zeroshot_accuracy(tmp_path / "human.json")
     curve = pd.DataFrame({"n_per_class": [2, 2, 8, 8, 32, 32], "draw": [0, 1] * 3,
                           "accuracy": [0.5, 0.6, 0.6, 0.7, 0.8, 0.7], "macro_f1": 0.0, "C": 1.0})
-    assert smallest_n_reaching(curve, 0.65) == 8  # mean over draws at 8 is 0.65
-    assert smallest_n_reaching(curve, 0.66) == 32
-    assert smallest_n_reaching(curve, 0.76) is None
+    assert reaching(curve, 0.65) == 8  # the mean over draws at 8 is 0.65 (as a float, 0.6499999999999999)
+    assert reaching(curve, 0.66) == 32
+    assert reaching(curve, 0.76) is None
+    assert reaching(curve, None) is None and reaching(curve, float("nan")) is None  # no zero-shot accuracy
+    assert smallest_n_reaching([32, 8, 2], [0.9, 0.7, 0.5], 0.6) == 8  # in any order
 
 
 # --------------------------------------------------------------------------- SmolLM2: the paper's claim
 
-def zero_shot_accuracy() -> tuple[float, np.ndarray]:
-    """SmolLM2's zero-shot next-token answer on the same test set, as rule `zeroshot` gets it
-    (config/prompts/classification/classify.yaml, label words scored after "Label:")."""
-    from explainbench.prompts import load_template
-    from explainbench.zeroshot import classify, verbalizers
+def zero_shot_accuracy(job) -> float:
+    """SmolLM2's zero-shot next-token answer on the same test set (``job.input["test"]``), as rule
+    `zeroshot` gets it (config/prompts/classification/classify.yaml, label words scored after
+    "Label:"), read back from its metrics.json."""
+    from explainbench.classify.zeroshot import classify_job
 
-    test = sst2_sample()["test"]
-    template = load_template(PROMPTS, "classify", "sst2", "classification")
-    preds, _, _ = classify(smollm2_transformers(), test, template, verbalizers(SST2_LABELS, None, "sst2"),
-                           with_explanation=False)
-    gold = np.array([r["label"] for r in test])
-    return float((np.array(preds, dtype=object) == gold).mean()), np.array(preds, dtype=object)
+    out = Path(job.output["curve"]).parent
+    config = sst2_config({"smollm2": smollm2_spec("transformers")})
+    zeroshot = sst2_job("zeroshot", config, "smollm2", {"test": job.input["test"], "explanations": []},
+                        {"metrics": str(out / "metrics.json"), "predictions": str(out / "predictions.csv")})
+    classify_job(smollm2_transformers(), dataclasses.replace(zeroshot, wildcards={**zeroshot.wildcards, "condition": "none"}))
+    return read_zeroshot_accuracy(out / "metrics.json")
 
 
 @pytest.mark.slow
@@ -164,22 +197,20 @@ def test_plr_on_smollm2_improves_with_n_and_beats_its_zero_shot(tmp_path):
     emb, calls, texts = smollm2_sst2()
     n_texts = sum(len(v) for v in sst2_sample().values())
     assert texts == n_texts and calls == 2  # every text embedded once, in chunks of 256
-    path = tmp_path / "embeddings.npz"
-    write_embeddings(emb, path)
     backend = smollm2_vllm()
     before = (backend.embed_calls, backend.texts_embedded)
-    curve = run_curve(embeddings=str(path), out=str(tmp_path / "curve.csv"), dataset="sst2", model="smollm2",
-                      settings={"n_per_class": [4, 32, 128], "draws": 4, "penalty": "l2", "cv_folds": 5, "seed": 0})
+    job = plr_job(tmp_path, "plr_curve", emb, {"smollm2": smollm2_spec()}, n_per_class=[4, 32, 128], draws=4)
+    curve = plr_curve.run(job)
     # the learning curve (12 fits) reads the cache: not one more model call
     assert (backend.embed_calls, backend.texts_embedded) == before
-    assert read_embeddings(path).vectors.shape == (n_texts, 576)
+    assert read_embeddings(job.input["embeddings"]).vectors.shape == (n_texts, 576)
     summary = curve_summary(curve).set_index("n_per_class")
-    zs, _ = zero_shot_accuracy()
+    zs = zero_shot_accuracy(job)
     print(f"\nzero-shot {zs:.3f}; PLR accuracy by n per class:\n{summary[['accuracy_mean', 'accuracy_sd']]}")
     assert 0.5 < zs < 0.75  # SmolLM2-135M is a weak zero-shot sentiment classifier (0.58 on all of SST-2 dev)
     assert summary.loc[128, "accuracy_mean"] > summary.loc[4, "accuracy_mean"] + 0.05
     assert summary.loc[128, "accuracy_mean"] > zs
-    assert smallest_n_reaching(curve, zs) is not None
+    assert reaching(curve, zs) is not None
 
 
 # --------------------------------------------------------------------------- explanations
@@ -212,6 +243,26 @@ def test_top_phrases_and_stability_from_contributions():
     assert stab[(0, 2)] == pytest.approx(0.8)  # film drops below plot: 1 - 6 * 2 / (4 * 15)
 
 
+def test_rule_plr_explain_with_a_real_encoder(tmp_path):
+    """Rule plr_explain with MiniLM on SST-2 sentences: the top phrases per class and the stability
+    of their ranking across the draws, written as phrases.csv and stability.csv."""
+    job = plr_job(tmp_path, "plr_explain", minilm_sst2(), {"minilm": minilm_spec()}, n_per_class=[4, 16], draws=3,
+                  explain_max_texts=4, explain_top_k=5)
+    plr_occlusion.run(job)
+    phrases, stab = pd.read_csv(job.output["phrases"]), pd.read_csv(job.output["stability"])
+    assert list(phrases.columns) == PHRASE_COLUMNS and list(stab.columns) == STABILITY_COLUMNS
+    assert set(phrases["label"]) == set(SST2_LABELS) and (phrases[["dataset", "model"]] == ["sst2", "minilm"]).all().all()
+    for _, group in phrases.groupby("label"):
+        assert group["rank"].tolist() == list(range(1, len(group) + 1)) and len(group) == 5
+        assert group["mean_contribution"].is_monotonic_decreasing
+    assert set(phrases["ngram"]) <= {1, 2} and (phrases["count"] >= 1).all()
+    assert len(stab) == 6 and stab["spearman"].between(-1, 1).all()  # 3 draw pairs per class
+    # the embeddings were made with mean pooling: a config that now says otherwise is refused
+    stale = plr_job(tmp_path, "plr_explain", minilm_sst2(), {"minilm": minilm_spec()}, encoder_pooling="cls")
+    with pytest.raises(ValueError, match=r"embeddings\.npz: embedded with pooling=mean .* re-run rule embed"):
+        plr_occlusion.run(stale)
+
+
 @pytest.mark.slow
 @pytest.mark.vllm
 def test_occlusion_ranks_sentiment_words_on_sst2():
@@ -224,11 +275,10 @@ def test_occlusion_ranks_sentiment_words_on_sst2():
     assert len(chosen) >= 12
     backend = smollm2_vllm()
     before = backend.embed_calls
-    settings = {"n_per_class": [4, 32, 128], "draws": 3, "seed": 0, "penalty": "l2", "cv_folds": 5,
-                "explain_max_texts": 12, "explain_ngram": 1, "explain_top_k": 15, "explain_texts_per_call": 6}
-    phrases, stab, contrib = explain(backend, train_vectors=tr.vectors, train_labels=tr.labels, train_ids=tr.ids,
-                                     test_records=chosen, labels=SST2_LABELS, template=sst2_template(),
-                                     embed_settings=smollm2_sst2_settings(), settings=settings)
+    config = sst2_config({"smollm2": smollm2_spec()}, n_per_class=[4, 32, 128], draws=3, explain_max_texts=12,
+                         explain_ngram=1, explain_top_k=15, explain_texts_per_call=6)
+    settings = ExplainSettings.from_settings(rule_settings(config, "plr_explain"))  # seed 0, l2, 5 CV folds
+    phrases, stab, contrib = explain(smollm2_embedder(backend), tr, chosen, settings)
     assert backend.embed_calls - before == 2  # 12 texts, 6 texts' occlusion sets per call
     assert set(PHRASE_COLUMNS) - {"dataset", "model"} <= set(phrases.columns)
     assert set(STABILITY_COLUMNS) - {"dataset", "model"} <= set(stab.columns)
@@ -249,12 +299,6 @@ def test_occlusion_ranks_sentiment_words_on_sst2():
     assert pos[pos["phrase"].isin(NEGATIVE_WORDS - {"no", "not", "never", "nothing"})]["contribution"].mean() < 0
     # three draws at 128 of 130 per class: nearly the same classifiers, so a stable ranking
     assert len(stab) == 6 and stab["spearman"].min() > 0.5
-
-
-def smollm2_sst2_settings():
-    from explainbench.embed import EmbedSettings
-
-    return EmbedSettings(pooling="last", layer=-1, wrap=True)
 
 
 # --------------------------------------------------------------------------- the rules, through Snakemake

@@ -25,14 +25,17 @@ import yaml
 
 from conftest import TRIGGERS
 from explainbench.config import load_config, validate_config
-from support.ops import copy_workflow
-from explainbench.plots import plot_classification, plot_learning_curves, plot_quality_heatmap
+from explainbench.errors import DataError
 from explainbench.provenance import config_hash
-from explainbench.report import (ReportError, classification_table, plr_table, quality_table, read_table,
-                                 reach_column, top_phrases, write_classification, write_plr, write_quality,
-                                 zeroshot_column)
+from explainbench.report import classification, learning_curves, plots, quality
+from explainbench.report.classification import classification_table
+from explainbench.report.learning_curves import plr_table, reach_column, top_phrases, zeroshot_column
+from explainbench.report.plots import plot_learning_curves
+from explainbench.report.quality import quality_table
+from explainbench.report.render import read_table
 from explainbench.stats import classification_scores, mean_ci
-from explainbench.workflow import condition_names
+from explainbench.workflow import Job, condition_names, rule_settings
+from support.ops import copy_workflow
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -61,7 +64,7 @@ def write_quality_run(root: Path, dataset: str, explainer: str, shots: int, seed
                    [[i] + [scores[m][k] for m in metrics] for k, i in enumerate(ids)])
     rows = []
     for m in metrics:
-        ci = mean_ci(scores[m], n_boot=50, seed=0)
+        ci = mean_ci(scores[m], bootstrap=50, seed=0)
         rows.append([dataset, explainer, shots, seed, m, ci["mean"], ci["ci_low"], ci["ci_high"], n])
     if with_mauve:  # a corpus-level metric with no per-example column
         rows.append([dataset, explainer, shots, seed, "mauve", rng.uniform(0, 1), "", "", n])
@@ -82,11 +85,16 @@ def write_classification_run(root: Path, method: str, dataset: str, classifier: 
         np.random.default_rng(shuffle).shuffle(order)
     write_csv_rows(run / "predictions.csv", ["id", "gold", "pred", "correct"],
                    [[ids[k], gold[k], "" if pred[k] is None else pred[k], int(gold[k] == pred[k])] for k in order])
-    scores = classification_scores(gold, pred, labels, n_boot=50, seed=0)
+    scores = classification_scores(gold, pred, labels, bootstrap=50, seed=0)
     metrics = {"dataset": dataset, "classifier": classifier, "method": method, "condition": condition,
                "seed": seed if method == "finetune" else None, "model_path": model_path, **scores}
     (run / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return run / "metrics.json"
+
+
+def with_predictions(metrics_paths: list[Path]) -> list[tuple[Path, Path]]:
+    """Each run's (metrics.json, predictions.csv), as the classification_table rule lists them."""
+    return [(path, path.with_name("predictions.csv")) for path in metrics_paths]
 
 
 def noisy_predictions(gold: list[str], labels: list[str], accuracy: float, rng, n_invalid: int = 0) -> list:
@@ -207,15 +215,25 @@ def test_quality_table_bad_input_names_file_row_and_field(tmp_path):
     text = path.read_text().splitlines()
     text[2] = text[2].replace(text[2].split(",")[5], "high", 1)
     path.write_text("\n".join(text) + "\n")
-    with pytest.raises(ReportError, match=r"corpus\.csv, row 3, field 'value': not a number: 'high'"):
+    with pytest.raises(DataError, match=r"corpus\.csv, row 3, field 'value': not a number: 'high'"):
         quality_table([path], config_hash="h")
     other = write_quality_run(tmp_path, "d", "m", 2, 0)
-    lines = other.read_text().replace(",2,0,", ",4,0,").splitlines()
+    lines = other.read_text().splitlines()
+    lines[1] = lines[1].replace(",2,0,", ",4,0,")
     other.write_text("\n".join(lines) + "\n")
-    with pytest.raises(ReportError, match=r"field 'shots' is '4' but the file's path says '2'"):
+    with pytest.raises(DataError, match=r"corpus\.csv: holds more than one run .*'shots': 4.*'shots': 2"):
         quality_table([other], config_hash="h")
+    # the run is what the file says, wherever the file lies; the same run twice is an error
+    text = write_quality_run(tmp_path, "d", "m", 2, 1).read_text().replace(",2,1,", ",8,3,")
+    moved = [write_csv_rows(tmp_path / where / "corpus.csv", [], []) for where in ("a", "b")]
+    for path in moved:
+        path.write_text(text)
+    row = quality_table(moved[:1], config_hash="h").iloc[0]
+    assert (row["dataset"], row["explainer"], row["shots"], row["seed"]) == ("d", "m", 8, 3)
+    with pytest.raises(DataError, match=r"the same run .*'shots': 8.* is given twice"):
+        quality_table(moved, config_hash="h")
     missing = write_csv_rows(tmp_path / "x/corpus.csv", ["dataset", "metric", "value"], [["d", "bleu", 1]])
-    with pytest.raises(ReportError, match=r"x/corpus\.csv: missing column\(s\)"):
+    with pytest.raises(DataError, match=r"x/corpus\.csv: missing column\(s\)"):
         quality_table([missing], config_hash="h")
 
 
@@ -242,7 +260,7 @@ def _classification_fixture(root: Path, seeds=(0, 1, 2)):
 
 def test_classification_table_from_predictions(tmp_path):
     runs, gold, preds, conditions = _classification_fixture(tmp_path)
-    table = classification_table(runs[::-1], config_hash="cafe", n_boot=200)
+    table = classification_table(with_predictions(runs[::-1]), config_hash="cafe", bootstrap=200)
     assert len(table) == 3 * 3 + 3
     assert list(table["condition"][:3]) == ["none"] * 3  # none first, then human, then LLM
     g = np.array(gold)
@@ -286,18 +304,18 @@ def test_classification_bad_input(tmp_path):
     other = write_classification_run(tmp_path, "finetune", "d", "enc", "human", 0, gold, gold, labels, "m")
     pred_file = other.with_name("predictions.csv")
     pred_file.write_text(pred_file.read_text().replace("d-t3,", "d-t99,"))
-    with pytest.raises(ReportError, match=r"same test ids: 1 only in .*human.* \(e.g. \['d-t99'\]\)"):
-        classification_table([good, other], config_hash="h", n_boot=20)
+    with pytest.raises(DataError, match=r"same test ids: 1 only in .*human.* \(e.g. \['d-t99'\]\)"):
+        classification_table(with_predictions([good, other]), config_hash="h", bootstrap=20)
     lines = pred_file.read_text().splitlines()
     lines[4] = lines[4].rsplit(",", 1)[0] + ",0"  # says wrong, but gold == pred
     pred_file.write_text("\n".join(lines) + "\n")
-    with pytest.raises(ReportError, match=r"predictions\.csv, row 5, field 'correct'"):
-        classification_table([other], config_hash="h")
+    with pytest.raises(DataError, match=r"predictions\.csv, row 5, field 'correct'"):
+        classification_table(with_predictions([other]), config_hash="h", bootstrap=20)
     metrics = json.loads(good.read_text())
     metrics["accuracy"] = 0.5
     good.write_text(json.dumps(metrics))
-    with pytest.raises(ReportError, match=r"metrics\.json, field 'accuracy': 0.5 but .* gives 1.000000"):
-        classification_table([good], config_hash="h")
+    with pytest.raises(DataError, match=r"metrics\.json, field 'accuracy': 0.5 but .* gives 1.000000"):
+        classification_table(with_predictions([good]), config_hash="h", bootstrap=20)
 
 
 # ----------------------------------------------------------------------------- PLR
@@ -336,45 +354,74 @@ def test_plr_table_bad_curve(tmp_path):
     lines = path.read_text().splitlines()
     lines.append(lines[1])
     path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(ReportError, match=r"curve\.csv, row 6, fields 'n_per_class','draw': \(2, 0\) appears twice"):
+    with pytest.raises(DataError, match=r"curve\.csv, row 6, fields 'n_per_class','draw': \(2, 0\) appears twice"):
         plr_table([path], config_hash="h")
 
 
 # ----------------------------------------------------------------------------- writing + plots
 
-def test_written_tables_and_plots(tmp_path):
+def report_config(models: dict[str, str]) -> dict:
+    """A validated config whose model registry names ``models`` (name -> path)."""
+    return validate_config({"datasets": {"nli": {"format": "jsonl", "path": "-", "labels": ["a", "b"]}},
+                            "models": {name: {"path": path} for name, path in models.items()},
+                            "plr": {"seed": 3}, "report": {"bootstrap": 50, "top_phrases": 3}})
+
+
+def rule_job(cfg: dict, rule: str, inputs: dict, outputs: dict, **wildcards) -> Job:
+    return Job(input=inputs, output=outputs, config=cfg, wildcards=wildcards, settings=rule_settings(cfg, rule),
+               rule=rule)
+
+
+def test_report_rules_write_tables_and_plots(tmp_path):
+    """The run(job) of every report rule, as Snakemake calls them: tables from per-run files,
+    each row naming the config hash and the model path of the registry; plots from the tables."""
+    cfg = report_config({"smol": "/m/smol", "big": "org/big", "a": "/m/a", "b": "/m/b"})
     q_paths = [write_quality_run(tmp_path, "nli", e, k, 0) for e in ("smol", "big") for k in (0, 2)]
-    quality = quality_table(q_paths, config_hash="h1", model_paths={"smol": "/m/smol", "big": "/m/big"})
     runs, *_ = _classification_fixture(tmp_path, seeds=(0,))
-    cls = classification_table(runs, config_hash="h1", n_boot=50)
     rng = np.random.default_rng(1)
     curves = [write_curve(tmp_path, "sent", m, [2, 4, 8], 3, rng) for m in ("a", "b")]
-    plr = plr_table(curves, [write_zeroshot_none(tmp_path, "sent", "smol", 0.6)], config_hash="h1", seed=0)
-    phrases = top_phrases([write_phrases(tmp_path, "sent", m) for m in ("a", "b")], top=3)
-    assert len(phrases) == 2 * 2 * 3
+    phrase_files = [write_phrases(tmp_path, "sent", m) for m in ("a", "b")]
     out = tmp_path / "tables"
-    write_quality(quality, out / "q.csv", out / "q.md", out / "q.html")
-    write_classification(cls, out / "c.csv", out / "c.md", out / "c.html")
-    write_plr(plr, out / "p.csv", out / "p.md", out / "p.html", phrases=phrases)
+
+    def tables(name: str) -> dict:
+        return {ext: out / f"{name}.{ext}" for ext in ("csv", "md", "html")}
+
+    quality_job = rule_job(cfg, "quality_table", {"corpus": q_paths}, tables("q"))
+    cls_job = rule_job(cfg, "classification_table", {
+        "finetune": [r for r in runs if "finetune" in r.parts], "zeroshot": [r for r in runs if "zeroshot" in r.parts],
+        "predictions": [p for _, p in with_predictions(runs)]}, tables("c"))
+    plr_job = rule_job(cfg, "plr_table", {"curves": curves, "phrases": phrase_files,
+                                          "zeroshot": [write_zeroshot_none(tmp_path, "sent", "smol", 0.6)]}, tables("p"))
+    q_table, c_table, p_table = quality.run(quality_job), classification.run(cls_job), learning_curves.run(plr_job)
+    h = config_hash(cfg)
+    for table in (q_table, c_table, p_table):
+        assert (table["config_hash"] == h).all()
+    assert dict(zip(q_table["explainer"], q_table["model_path"])) == {"smol": "/m/smol", "big": "org/big"}
+    assert dict(zip(p_table["model"], p_table["model_path"])) == {"a": "/m/a", "b": "/m/b"}
+    assert (p_table["seed"] == 3).all()
+    assert len(top_phrases(phrase_files, top=3)) == 2 * 2 * 3
     # CSV round-trips; Markdown has one line per row plus header, rule and the findings
-    for name, table in (("q", quality), ("c", cls), ("p", plr)):
+    for name, table in (("q", q_table), ("c", c_table), ("p", p_table)):
         back = read_table(out / f"{name}.csv")
         assert list(back.columns) == list(table.columns) and len(back) == len(table)
         assert "<table" in (out / f"{name}.html").read_text()
     md = (out / "c.md").read_text()
     assert "## Findings" in md and "human vs none" in md and "llm-smol-0shot vs none" in md
     assert md.count("| nli | finetune | enc |") == 2 * 3  # summary and per-run sections
-    assert "reaches smol zero-shot accuracy" in (out / "p.md").read_text() or \
-        "does not reach smol zero-shot accuracy" in (out / "p.md").read_text()
-    plots = tmp_path / "plots"
-    plot_learning_curves(read_table(out / "p.csv"), "sent", plots / "lc.png", plots / "lc.svg")
-    plot_classification(read_table(out / "c.csv"), "nli", plots / "cl.png", plots / "cl.svg")
-    plot_quality_heatmap(read_table(out / "q.csv"), "smol", plots / "hm.png", plots / "hm.svg")
-    for name in ("lc", "cl", "hm"):
-        check_png(plots / f"{name}.png")
-        check_svg(plots / f"{name}.svg")
-    with pytest.raises(ReportError, match="no rows with dataset = 'other'"):
-        plot_learning_curves(plr, "other", plots / "x.png", plots / "x.svg")
+    plr_md = (out / "p.md").read_text()
+    assert "reaches smol zero-shot accuracy" in plr_md or "does not reach smol zero-shot accuracy" in plr_md
+    assert plr_md.count("| sent | a | negative |") == 3  # the top 3 phrases per model x label
+    figures = tmp_path / "plots"
+    for rule, run, table, wildcards in (("plot_learning_curves", plots.run_learning_curves, "p", {"dataset": "sent"}),
+                                        ("plot_classification", plots.run_classification, "c", {"dataset": "nli"}),
+                                        ("plot_quality_heatmap", plots.run_quality_heatmap, "q", {"model": "smol"})):
+        png, svg = figures / f"{rule}.png", figures / f"{rule}.svg"
+        run(rule_job(cfg, rule, {"table": out / f"{table}.csv"}, {"png": png, "svg": svg}, **wildcards))
+        check_png(png)
+        check_svg(svg)
+    with pytest.raises(DataError, match="no rows with dataset = 'other'"):
+        plot_learning_curves(p_table, "other", figures / "x.png", figures / "x.svg")
+    assert not (figures / "x.png").exists()
 
 
 # ----------------------------------------------------------------------------- Snakemake: the report rules

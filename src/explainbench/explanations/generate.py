@@ -36,15 +36,12 @@ from typing import Sequence
 
 from ..engines import Backend, open_backend, prompt_hash
 from ..errors import DataError, ExplainBenchError
+from ..files import write_explanations
 from ..io import read_jsonl, write_json, write_jsonl
 from ..prompts import PromptError, fill, load_template
 from ..splits import hash_key
 
 log = logging.getLogger(__name__)
-
-ROW_FIELDS = ("id", "text", "prompt_hash", "finish_reason", "prompt_tokens", "completion_tokens", "seconds",
-              "model", "dataset", "shots", "seed", "split")
-
 
 class ExplainError(ExplainBenchError):
     """Explanations cannot be generated as asked (no demonstrations, bad partial files, ...)."""
@@ -273,7 +270,7 @@ def explain_records(records: Sequence[dict], backend: Backend, prompting: Prompt
     empty = sum(1 for r in rows if not r["text"])
     if empty:
         log.warning("%s: %d of %d explanations are empty", where, empty, total)
-    write_jsonl(rows, output)
+    write_explanations(rows, output)
     shutil.rmtree(partial, ignore_errors=True)
     log.info("%s: wrote %d explanations to %s", where, total, output)
     return rows
@@ -312,5 +309,5 @@ def run(job) -> dict[str, list[dict]]:
     return out
 
 
-__all__ = ["ExplainError", "ExplainSettings", "Prompting", "ROW_FIELDS", "build_prompt", "build_prompts",
+__all__ = ["ExplainError", "ExplainSettings", "Prompting", "build_prompt", "build_prompts",
            "explain_records", "generation_spec", "run", "sample_demonstrations"]

@@ -22,30 +22,19 @@ import pandas as pd
 
 from ..engines import open_backend
 from ..errors import DataError
-from ..io import read_jsonl_objects, write_csv
+from ..files import CORPUS_COLUMNS, read_explanation_rows, read_jsonl_rows, write_corpus
+from ..io import write_csv
 from . import metrics
 from .geval import geval_scores, load_geval_template
 
 log = logging.getLogger(__name__)
-
-CORPUS_COLUMNS = ["dataset", "explainer", "shots", "seed", "metric", "value", "ci_low", "ci_high", "n"]
-
-
-def _read_rows(path: str | Path) -> list[tuple[int, dict]]:
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: file not found")
-    rows = read_jsonl_objects(path)
-    if not rows:
-        raise DataError(f"{path}: no rows")
-    return rows
 
 
 def load_pairs(explanations_path: str | Path, references_path: str | Path) -> tuple[list[dict], list[str], list[list[str]]]:
     """The reference records, explanations and human references of the same examples, in the
     explanations file's order. Any mismatch raises :class:`DataError` naming file, row and field."""
     refs_by_id: dict[str, tuple[int, dict]] = {}
-    for lineno, rec in _read_rows(references_path):
+    for lineno, rec in read_jsonl_rows(references_path):
         rid = rec.get("id")
         if not isinstance(rid, str) or not rid:
             raise DataError(f"{references_path}, row {lineno}, field 'id': missing or empty id")
@@ -58,23 +47,16 @@ def load_pairs(explanations_path: str | Path, references_path: str | Path) -> tu
                             f"for id {rid!r}; explanation quality needs at least one")
         refs_by_id[rid] = (lineno, rec)
 
-    records, hyps, refs, seen = [], [], [], {}
-    for lineno, row in _read_rows(explanations_path):
-        rid = row.get("id")
-        if not isinstance(rid, str) or not rid:
-            raise DataError(f"{explanations_path}, row {lineno}, field 'id': missing or empty id")
-        if rid in seen:
-            raise DataError(f"{explanations_path}, row {lineno}, field 'id': duplicate id {rid!r} (first at row {seen[rid]})")
-        seen[rid] = lineno
+    records, hyps, refs, seen = [], [], [], set()
+    for lineno, row in read_explanation_rows(explanations_path):  # unique ids, non-empty texts
+        rid = row["id"]
+        seen.add(rid)
         if rid not in refs_by_id:
             raise DataError(f"{explanations_path}, row {lineno}, field 'id': id {rid!r} is not in the references "
                             f"file {references_path}")
-        text = row.get("text")
-        if not isinstance(text, str) or not text.strip():
-            raise DataError(f"{explanations_path}, row {lineno}, field 'text': missing or empty explanation for id {rid!r}")
         rec = refs_by_id[rid][1]
         records.append(rec)
-        hyps.append(" ".join(text.split()))
+        hyps.append(" ".join(row["text"].split()))
         refs.append([" ".join(e.split()) for e in rec["explanations"] if isinstance(e, str) and e.strip()])
     missing = [(n, rid) for rid, (n, _) in refs_by_id.items() if rid not in seen]
     if missing:
@@ -150,6 +132,6 @@ def run(job) -> pd.DataFrame:
     per, corpus = score_explanations(records, hyps, refs, job.config, job.dataset)
     write_csv(pd.DataFrame({"id": [r["id"] for r in records], **per}), job.output["per_example"])
     table = corpus_frame(corpus, identity)
-    write_csv(table, job.output["corpus"])
+    write_corpus(table, job.output["corpus"])
     log.info("wrote %s\n%s", job.output["corpus"], table.to_string(index=False))
     return table

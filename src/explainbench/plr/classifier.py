@@ -1,24 +1,23 @@
-"""Penalised logistic regression (PLR) on frozen embeddings, and its learning curves.
+"""Penalised logistic regression (PLR) on frozen embeddings, and its draws of training examples.
 
 :class:`PLRClassifier` is a scikit-learn estimator: features are standardised, and the
 penalty strength ``C`` (and, for elastic net, the L1 share) is chosen by stratified
 cross-validation inside the training sample only; then one model is fitted on the whole
 training sample with the chosen penalty. The test set is never seen by ``fit``.
 
-:func:`learning_curve` draws ``n`` examples per class from the training split ``draws``
-times for every ``n`` of a grid (hash-seeded :func:`explainbench.splits.draw_per_class`;
-draw ``r`` uses seed ``"{seed}-draw{r}"`` at every n, so a draw's samples are nested across
-n) and scores each fitted model on one fixed test set.
+A draw (:func:`draw_rows`, :func:`fit_draw`) is ``n`` examples per class from the training
+split (hash-seeded :func:`explainbench.splits.draw_per_class`; draw ``r`` uses seed
+``"{seed}-draw{r}"`` at every n, so a draw's samples are nested across n). The learning
+curve (:mod:`.curve`) and the occlusion explanations (:mod:`.occlusion`) fit the same draws.
 """
 from __future__ import annotations
 
 import logging
-import time
 import warnings
-from typing import Sequence
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
@@ -29,15 +28,17 @@ from sklearn.utils.validation import check_is_fitted, check_X_y, validate_data
 from threadpoolctl import threadpool_limits
 
 from ..splits import draw_per_class
-from ..stats import classification_scores
+
+if TYPE_CHECKING:
+    from ..files import Embeddings
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CS = tuple(float(c) for c in np.logspace(-4, 2, 13))
-CURVE_COLUMNS = ["dataset", "model", "n_per_class", "draw", "accuracy", "macro_f1", "C"]
 _L1_RATIO = {"l2": 0.0, "l1": 1.0}
 
 
+@dataclass(eq=False, repr=False)  # the hyper-parameters are its fields (scikit-learn reads them from __init__)
 class PLRClassifier(ClassifierMixin, BaseEstimator):
     """StandardScaler + logistic regression, penalty strength chosen by stratified CV on the training data.
 
@@ -56,17 +57,14 @@ class PLRClassifier(ClassifierMixin, BaseEstimator):
     (shape (len(Cs), len(l1_ratios)), mean CV score, higher is better; None without CV).
     """
 
-    def __init__(self, penalty: str = "l2", cv: int = 5, Cs: Sequence[float] | None = None,
-                 l1_ratios: Sequence[float] = (0.2, 0.5, 0.8), scoring: str = "log_loss",
-                 default_C: float = 1.0, max_iter: int = 5000, random_state: int | None = 0):
-        self.penalty = penalty
-        self.cv = cv
-        self.Cs = Cs
-        self.l1_ratios = l1_ratios
-        self.scoring = scoring
-        self.default_C = default_C
-        self.max_iter = max_iter
-        self.random_state = random_state
+    penalty: str = "l2"
+    cv: int = 5
+    Cs: Sequence[float] | None = None
+    l1_ratios: Sequence[float] = (0.2, 0.5, 0.8)
+    scoring: str = "log_loss"
+    default_C: float = 1.0
+    max_iter: int = 5000
+    random_state: int | None = 0
 
     # -- helpers ------------------------------------------------------------------------------
     def _ratios(self) -> list[float]:
@@ -174,7 +172,23 @@ class PLRClassifier(ClassifierMixin, BaseEstimator):
         return np.log(p) - np.log1p(-p)
 
 
-# ============================================================================== learning curves
+# ============================================================================== draws
+
+@dataclass(frozen=True)
+class PLRSettings:
+    """The draws and the penalty of the PLR fits: config ``plr.*`` (rule plr_curve's settings)."""
+
+    n_per_class: Sequence[int]
+    draws: int
+    penalty: str
+    cv_folds: int
+    seed: int
+
+    @classmethod
+    def from_settings(cls, settings: dict):
+        """From a job's settings (:attr:`explainbench.workflow.Job.settings`), by field name."""
+        return cls(**{f.name: settings[f.name] for f in fields(cls)})
+
 
 def _records(ids: Sequence[str], labels: Sequence[str]) -> list[dict]:
     ids, labels = [str(i) for i in ids], [str(label) for label in labels]
@@ -189,99 +203,9 @@ def draw_rows(ids: Sequence[str], labels: Sequence[str], n: int, draw: int, seed
     return np.array([r["row"] for r in draw_per_class(_records(ids, labels), n, f"{seed}-draw{draw}")], dtype=int)
 
 
-def learning_curve(train_vectors: np.ndarray, train_labels: Sequence[str], train_ids: Sequence[str],
-                   test_vectors: np.ndarray, test_labels: Sequence[str], *, n_per_class: Sequence[int],
-                   draws: int, seed: int | str = 0, penalty: str = "l2", cv: int = 5,
-                   Cs: Sequence[float] | None = None, labels: Sequence[str] | None = None) -> pd.DataFrame:
-    """Accuracy and macro-F1 on the fixed test set for every (n per class, draw).
-
-    Rows: ``n_per_class, draw, accuracy, macro_f1, C``. An ``n`` larger than the smallest
-    training class is skipped (logged). The test set is only scored, never used for fitting.
-    """
-    train_labels = np.asarray(train_labels, dtype=str)
-    test_labels = np.asarray(test_labels, dtype=str)
-    labels = list(labels) if labels is not None else sorted(set(train_labels) | set(test_labels))
-    smallest = min(np.unique(train_labels, return_counts=True)[1])
-    rows, t0 = [], time.time()
-    for n in sorted(set(int(n) for n in n_per_class)):
-        if n > smallest:
-            log.warning("skipping n=%d per class: the smallest training class has %d examples", n, smallest)
-            continue
-        for draw in range(draws):
-            idx = draw_rows(train_ids, train_labels, n, draw, seed)
-            clf = PLRClassifier(penalty=penalty, cv=cv, Cs=Cs, random_state=0).fit(train_vectors[idx], train_labels[idx])
-            scores = classification_scores(test_labels, clf.predict(test_vectors), labels, n_boot=0)
-            rows.append({"n_per_class": n, "draw": draw, "accuracy": scores["accuracy"],
-                         "macro_f1": scores["macro_f1"], "C": clf.C_})
-        done = [r for r in rows if r["n_per_class"] == n]
-        log.info("n=%d per class: accuracy %.3f (sd %.3f over %d draws), %.0f s so far", n,
-                 np.mean([r["accuracy"] for r in done]), np.std([r["accuracy"] for r in done]), draws,
-                 time.time() - t0)
-    return pd.DataFrame(rows, columns=["n_per_class", "draw", "accuracy", "macro_f1", "C"])
-
-
-def curve_summary(curve: pd.DataFrame) -> pd.DataFrame:
-    """Per n: mean, sd, min and max of accuracy and macro-F1 over the draws."""
-    group = curve.groupby("n_per_class")
-    out = group.agg(draws=("draw", "count"), accuracy_mean=("accuracy", "mean"), accuracy_sd=("accuracy", "std"),
-                    accuracy_min=("accuracy", "min"), accuracy_max=("accuracy", "max"),
-                    macro_f1_mean=("macro_f1", "mean"), macro_f1_sd=("macro_f1", "std"))
-    return out.reset_index()
-
-
-def smallest_n_reaching(curve: pd.DataFrame, zeroshot_accuracy: float) -> int | None:
-    """The smallest n per class whose mean accuracy over draws reaches the zero-shot accuracy (None: never)."""
-    summary = curve_summary(curve)
-    reached = summary[summary["accuracy_mean"] >= zeroshot_accuracy - 1e-9]  # float means of equal values
-    return int(reached["n_per_class"].min()) if len(reached) else None
-
-
-def read_zeroshot_accuracy(path) -> float:
-    """The zero-shot baseline's accuracy from the zeroshot rule's metrics.json (condition none)."""
-    import json
-    from pathlib import Path
-
-    try:
-        metrics = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path}: cannot read zero-shot metrics: {err}") from None
-    if not isinstance(metrics.get("accuracy"), (int, float)):
-        raise ValueError(f"{path}, field 'accuracy': missing or not a number")
-    return float(metrics["accuracy"])
-
-
-def run_curve(*, embeddings: str, out: str, dataset: str, model: str, settings: dict,
-              train: str | None = None, test: str | None = None) -> pd.DataFrame:
-    """Rule ``plr_curve``: the learning curve from the cached embeddings, written as curve.csv."""
-    from ..io import read_jsonl
-    from .embeddings import check_against_splits, read_embeddings
-
-    emb = read_embeddings(embeddings)
-    if train and test:
-        check_against_splits(emb, {"train": read_jsonl(train), "test": read_jsonl(test)}, embeddings)
-    tr, te = emb.part("train"), emb.part("test")
-    log.info("%s / %s: %d train, %d test vectors of dim %d; grid %s, %d draws, penalty %s", dataset, model,
-             len(tr.ids), len(te.ids), tr.vectors.shape[1], settings["n_per_class"], settings["draws"], settings["penalty"])
-    curve = learning_curve(tr.vectors, tr.labels, tr.ids, te.vectors, te.labels,
-                           n_per_class=settings["n_per_class"], draws=settings["draws"], seed=settings.get("seed", 0),
-                           penalty=settings.get("penalty", "l2"), cv=settings.get("cv_folds", 5),
-                           labels=emb.meta.get("labels"))
-    if curve.empty:
-        raise ValueError(f"{embeddings}: no n in {settings['n_per_class']} fits the training split "
-                         f"(classes: {dict(zip(*np.unique(tr.labels, return_counts=True)))})")
-    curve.insert(0, "model", model)
-    curve.insert(0, "dataset", dataset)
-    write_csv(curve[CURVE_COLUMNS], out)
-    return curve
-
-
-def write_csv(frame: pd.DataFrame, path) -> None:
-    """Write a CSV atomically."""
-    import os
-    from pathlib import Path
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+def fit_draw(train: "Embeddings", n: int, draw: int, settings: PLRSettings) -> PLRClassifier:
+    """The classifier fitted on draw ``draw`` of ``n`` examples per class of ``train`` (the train rows)."""
+    labels = np.asarray(train.labels, dtype=str)
+    idx = draw_rows(train.ids, labels, n, draw, settings.seed)
+    return PLRClassifier(penalty=settings.penalty, cv=settings.cv_folds, random_state=0).fit(train.vectors[idx],
+                                                                                              labels[idx])

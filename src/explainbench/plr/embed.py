@@ -18,21 +18,22 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from ..data import input_text
+from ..engines import open_backend
+from ..files import EmbeddingError, Embeddings, write_embeddings
 from ..io import read_jsonl
-from .embeddings import EmbeddingError, Embeddings, write_embeddings
 from ..prompts import fill, load_template
+
+if TYPE_CHECKING:
+    from ..engines import Backend
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "test")
-
-
 
 
 def format_options(labels: Sequence[str]) -> str:
@@ -49,23 +50,23 @@ def wrap_record(record: dict, template: dict, labels: Sequence[str]) -> str:
     return fill(template, "prompt", options=format_options(labels), **values)
 
 
-@dataclass
+@dataclass(frozen=True)
 class EmbedSettings:
-    """How one model embeds: from the model's config entry and the plr section."""
+    """How one model embeds: from the model's config entry and the plr section (rule embed's settings)."""
 
-    pooling: str = "last"
-    layer: int = -1
-    wrap: bool = True
-    chunk_size: int = 256
+    pooling: str
+    layer: int
+    wrap: bool
+    chunk_size: int
 
     @classmethod
-    def for_model(cls, model_spec: dict, plr: dict) -> "EmbedSettings":
-        if model_spec.get("kind", "causal") == "encoder":
-            return cls(pooling=plr.get("encoder_pooling", "mean"), layer=int(plr.get("layer", -1)),
-                       wrap=bool(plr.get("wrap_encoder_texts", False)),
-                       chunk_size=int(plr.get("embed_chunk_size", 256)))
-        return cls(pooling=plr.get("pooling", "last"), layer=int(plr.get("layer", -1)), wrap=True,
-                   chunk_size=int(plr.get("embed_chunk_size", 256)))
+    def for_model(cls, model_spec: dict, settings: dict) -> "EmbedSettings":
+        """Encoders embed the plain text with ``encoder_pooling`` unless ``wrap_encoder_texts``;
+        causal LMs embed the wrapped text with ``pooling``."""
+        encoder = model_spec["kind"] == "encoder"
+        return cls(pooling=settings["encoder_pooling"] if encoder else settings["pooling"], layer=int(settings["layer"]),
+                   wrap=bool(settings["wrap_encoder_texts"]) if encoder else True,
+                   chunk_size=int(settings["embed_chunk_size"]))
 
 
 def model_inputs(records: Sequence[dict], template: dict | None, labels: Sequence[str], wrap: bool) -> list[str]:
@@ -79,70 +80,85 @@ def model_inputs(records: Sequence[dict], template: dict | None, labels: Sequenc
 
 # --------------------------------------------------------------------------- embedding
 
-def embed_texts(backend, texts: Sequence[str], *, pooling: str = "last", layer: int = -1,
-                chunk_size: int = 256, what: str = "texts") -> np.ndarray:
-    """Embed in chunks (one ``backend.embed`` call each), logging progress, rate and time left."""
-    texts = list(texts)
-    chunks, done, t0 = [], 0, time.time()
-    for start in range(0, len(texts), chunk_size):
-        batch = texts[start:start + chunk_size]
-        vectors = np.asarray(backend.embed(batch, pooling=pooling, layer=layer), dtype=np.float32)
-        if vectors.shape[0] != len(batch):
-            raise EmbeddingError(f"model {backend.name!r} returned {vectors.shape[0]} vectors for {len(batch)} texts")
-        chunks.append(vectors)
-        done += len(batch)
-        rate = done / max(time.time() - t0, 1e-9)
-        log.info("embedded %d/%d %s (%.1f texts/s, about %.0f s left)", done, len(texts), what, rate,
-                 (len(texts) - done) / rate)
-    if not chunks:
-        raise EmbeddingError(f"no {what} to embed")
-    vectors = np.concatenate(chunks)
-    if not np.isfinite(vectors).all():
-        bad = int((~np.isfinite(vectors).all(axis=1)).sum())
-        raise EmbeddingError(f"model {backend.name!r}: {bad} of {len(texts)} {what} got non-finite embeddings")
-    return vectors
+@dataclass
+class Embedder:
+    """A model turning records into vectors: the backend, how it embeds, and the embed prompt
+    (``template``, with the dataset's ``labels`` as its options; None when texts are not wrapped)."""
+
+    backend: Backend
+    settings: EmbedSettings
+    template: dict | None
+    labels: Sequence[str]
+
+    @classmethod
+    def for_job(cls, job, backend) -> "Embedder":
+        """The embedder of a job of rule embed or plr_explain (the job's model and dataset)."""
+        settings = EmbedSettings.for_model(job.model_spec, job.settings)
+        template = (load_template(job.settings["prompts_dir"], "embed", job.dataset, job.dataset_spec["task"])
+                    if settings.wrap else None)
+        return cls(backend, settings, template, job.dataset_spec["labels"])
+
+    def inputs(self, records: Sequence[dict]) -> list[str]:
+        return model_inputs(records, self.template, self.labels, self.settings.wrap)
+
+    def embed(self, texts: Sequence[str], what: str = "texts", chunk_size: int | None = None) -> np.ndarray:
+        """Embed in chunks (one ``backend.embed`` call each, ``settings.chunk_size`` texts unless
+        ``chunk_size`` is given), logging progress, rate and time left."""
+        texts, chunk_size = list(texts), chunk_size or self.settings.chunk_size
+        backend, pooling, layer = self.backend, self.settings.pooling, self.settings.layer
+        chunks, done, t0 = [], 0, time.time()
+        for start in range(0, len(texts), chunk_size):
+            batch = texts[start:start + chunk_size]
+            vectors = np.asarray(backend.embed(batch, pooling=pooling, layer=layer), dtype=np.float32)
+            if vectors.shape[0] != len(batch):
+                raise EmbeddingError(f"model {backend.name!r} returned {vectors.shape[0]} vectors for {len(batch)} texts")
+            chunks.append(vectors)
+            done += len(batch)
+            rate = done / max(time.time() - t0, 1e-9)
+            log.info("embedded %d/%d %s (%.1f texts/s, about %.0f s left)", done, len(texts), what, rate,
+                     (len(texts) - done) / rate)
+        if not chunks:
+            raise EmbeddingError(f"no {what} to embed")
+        vectors = np.concatenate(chunks)
+        if not np.isfinite(vectors).all():
+            bad = int((~np.isfinite(vectors).all(axis=1)).sum())
+            raise EmbeddingError(f"model {backend.name!r}: {bad} of {len(texts)} {what} got non-finite embeddings")
+        return vectors
+
+    def meta(self) -> dict:
+        """What the embeddings file records about how its vectors were made."""
+        spec, settings, template = self.backend.spec, self.settings, self.template or {}
+        return {"model": self.backend.name, "model_path": spec["path"], "backend": spec["backend"],
+                "kind": spec["kind"], "pooling": settings.pooling, "layer": settings.layer,
+                "wrapped": settings.wrap, "template_file": template.get("__file__") if settings.wrap else None,
+                "template": template.get("prompt") if settings.wrap else None, "labels": list(self.labels)}
 
 
-def embed_splits(backend, splits: dict[str, list[dict]], *, labels: Sequence[str], template: dict | None,
-                 settings: EmbedSettings) -> Embeddings:
+def embed_splits(embedder: Embedder, splits: dict[str, list[dict]]) -> Embeddings:
     """Embed every record of every split once (in one pass, so the engine starts once)."""
     rows = [(name, rec) for name in SPLITS if name in splits for rec in splits[name]]
-    texts = model_inputs([r for _, r in rows], template, labels, settings.wrap)
+    texts = embedder.inputs([r for _, r in rows])
+    settings = embedder.settings
     log.info("embedding %d texts (%s) with %s: pooling=%s layer=%d wrapped=%s", len(texts),
-             ", ".join(f"{n} {len(splits[n])}" for n in SPLITS if n in splits), backend.name,
+             ", ".join(f"{n} {len(splits[n])}" for n in SPLITS if n in splits), embedder.backend.name,
              settings.pooling, settings.layer, settings.wrap)
     if texts:
         log.info("first model input: %r", texts[0])
-    vectors = embed_texts(backend, texts, pooling=settings.pooling, layer=settings.layer,
-                          chunk_size=settings.chunk_size)
-    meta = {"model": backend.name, "model_path": backend.spec.get("path"), "backend": backend.spec.get("backend"),
-            "kind": backend.spec.get("kind", "causal"), "pooling": settings.pooling, "layer": settings.layer,
-            "wrapped": settings.wrap, "template_file": (template or {}).get("__file__") if settings.wrap else None,
-            "template": (template or {}).get("prompt") if settings.wrap else None, "labels": list(labels),
-            "dim": int(vectors.shape[1])}
+    vectors = embedder.embed(texts)
     return Embeddings(np.array([r["id"] for _, r in rows], dtype=str), np.array([n for n, _ in rows], dtype=str),
-                      np.array([r["label"] for _, r in rows], dtype=str), vectors, meta)
+                      np.array([r["label"] for _, r in rows], dtype=str), vectors,
+                      {**embedder.meta(), "dim": int(vectors.shape[1])})
 
 
 # --------------------------------------------------------------------------- the rule
 
-def embed_dataset(*, train: str | Path, test: str | Path, out: str | Path, model_spec: dict, model_name: str,
-                  dataset_spec: dict, dataset_name: str, prompts_dir: str | Path, plr: dict, backend=None) -> Embeddings:
+def run(job) -> Embeddings:
     """Rule ``embed``: read the split files, embed train and test once, write the npz."""
-    from ..engines import load_backend
-
-    splits = {"train": read_jsonl(train), "test": read_jsonl(test)}
-    settings = EmbedSettings.for_model(model_spec, plr)
-    task = dataset_spec.get("task", "nli")
-    template = load_template(prompts_dir, "embed", dataset_name, task) if settings.wrap else None
-    own = backend is None
-    backend = backend or load_backend(model_spec, name=model_name)
-    try:
-        emb = embed_splits(backend, splits, labels=dataset_spec["labels"], template=template, settings=settings)
-    finally:
-        if own:
-            backend.close()
-    emb.meta["dataset"] = dataset_name
+    splits = {name: read_jsonl(job.input[name]) for name in SPLITS}
+    with open_backend(job.model_spec, job.model) as backend:
+        emb = embed_splits(Embedder.for_job(job, backend), splits)
+    emb.meta["dataset"] = job.dataset
+    out = job.output["embeddings"]
     write_embeddings(emb, out)
     log.info("wrote %s: %d x %d", out, *emb.vectors.shape)
     return emb

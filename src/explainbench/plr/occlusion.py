@@ -21,20 +21,23 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from .embed import EmbedSettings, embed_texts, model_inputs
-from .classifier import PLRClassifier, draw_rows
+from ..engines import open_backend
+from ..files import check_against_splits, read_embeddings, write_phrases, write_stability
+from ..io import read_jsonl
+from ..splits import sample_per_class
+from .classifier import PLRClassifier, PLRSettings, fit_draw
+from .embed import Embedder
+
+if TYPE_CHECKING:
+    from ..files import Embeddings
 
 log = logging.getLogger(__name__)
-
-PHRASE_COLUMNS = ["dataset", "model", "label", "phrase", "ngram", "mean_contribution", "count", "rank"]
-STABILITY_COLUMNS = ["dataset", "model", "label", "draw_a", "draw_b", "spearman"]
-
 
 @dataclass
 class Occlusion:
@@ -68,9 +71,19 @@ def occlusions(record: dict, max_ngram: int) -> list[Occlusion]:
     return out
 
 
-def occlusion_vectors(backend, records: Sequence[dict], *, labels: Sequence[str], template: dict | None,
-                      settings: EmbedSettings, max_ngram: int, texts_per_call: int = 8):
-    """Embed each text and all its occluded variants; returns (full vectors, occlusions, variant vectors).
+@dataclass
+class OccludedTexts:
+    """The explained texts and their occluded variants, embedded."""
+
+    records: list[dict]
+    vectors: np.ndarray               # one per record: the full text
+    occlusions: list[Occlusion]
+    occluded_vectors: np.ndarray      # one per occlusion
+
+
+def occlusion_vectors(embedder: Embedder, records: Sequence[dict], max_ngram: int,
+                      texts_per_call: int) -> OccludedTexts:
+    """Embed each text and all its occluded variants (n-grams up to ``max_ngram`` words).
 
     One ``backend.embed`` call per ``texts_per_call`` texts (their originals and variants together).
     """
@@ -79,26 +92,26 @@ def occlusion_vectors(backend, records: Sequence[dict], *, labels: Sequence[str]
     for start in range(0, total, texts_per_call):
         batch = records[start:start + texts_per_call]
         occ = [o for r in batch for o in occlusions(r, max_ngram)]
-        inputs = model_inputs(list(batch) + [o.record for o in occ], template, labels, settings.wrap)
-        vectors = embed_texts(backend, inputs, pooling=settings.pooling, layer=settings.layer,
-                              chunk_size=len(inputs), what="occlusion texts")
+        inputs = embedder.inputs(list(batch) + [o.record for o in occ])
+        vectors = embedder.embed(inputs, what="occlusion texts", chunk_size=len(inputs))
         full.append(vectors[:len(batch)])
         occ_vecs.append(vectors[len(batch):])
         occ_all.extend(occ)
         done = start + len(batch)
         log.info("occlusion: %d/%d texts (%d variants so far), %.0f s", done, total, len(occ_all), time.time() - t0)
-    return np.concatenate(full), occ_all, np.concatenate(occ_vecs) if occ_vecs else np.zeros((0, 0), np.float32)
+    return OccludedTexts(list(records), np.concatenate(full), occ_all,
+                         np.concatenate(occ_vecs) if occ_vecs else np.zeros((0, 0), np.float32))
 
 
-def contributions(classifiers: Sequence[PLRClassifier], records: Sequence[dict], full: np.ndarray,
-                  occ: Sequence[Occlusion], occ_vectors: np.ndarray) -> pd.DataFrame:
+def contributions(classifiers: Sequence[PLRClassifier], texts: OccludedTexts) -> pd.DataFrame:
     """Long table: one row per (draw, occlusion, class) with the change in that class's log-odds."""
-    index = {str(r["id"]): k for k, r in enumerate(records)}
+    index = {str(r["id"]): k for k, r in enumerate(texts.records)}
+    occ = texts.occlusions
     rows_of = np.array([index[o.text_id] for o in occ], dtype=int)
     frames = []
     for draw, clf in enumerate(classifiers):
-        base = clf.class_log_odds(full)[rows_of]
-        delta = base - clf.class_log_odds(occ_vectors)
+        base = clf.class_log_odds(texts.vectors)[rows_of]
+        delta = base - clf.class_log_odds(texts.occluded_vectors)
         for c, label in enumerate(clf.classes_):
             frames.append(pd.DataFrame({"draw": draw, "label": label, "text_id": [o.text_id for o in occ],
                                         "field": [o.field for o in occ], "start": [o.start for o in occ],
@@ -148,8 +161,6 @@ def stability(contrib: pd.DataFrame) -> pd.DataFrame:
 
 def pick_texts(records: Sequence[dict], max_texts: int, seed: int | str = 0) -> list[dict]:
     """Up to ``max_texts`` test records, balanced over classes, chosen by the seed (hash order)."""
-    from ..splits import sample_per_class
-
     k = len({r["label"] for r in records})
     return sample_per_class(list(records), math.ceil(max_texts / max(k, 1)), seed)[:max_texts]
 
@@ -167,68 +178,52 @@ def explanation_n(n_per_class: Sequence[int], train_labels: Sequence[str], wante
     return int(max(fitting))
 
 
-def fit_draws(train_vectors, train_labels, train_ids, *, n: int, draws: int, seed: int | str = 0,
-              penalty: str = "l2", cv: int = 5) -> list[PLRClassifier]:
-    """One classifier per draw of ``n`` per class (the learning curve's draws at that n)."""
-    train_labels = np.asarray(train_labels, dtype=str)
-    out = []
-    for draw in range(draws):
-        idx = draw_rows(train_ids, train_labels, n, draw, seed)
-        out.append(PLRClassifier(penalty=penalty, cv=cv, random_state=0).fit(train_vectors[idx], train_labels[idx]))
-    return out
+@dataclass(frozen=True)
+class ExplainSettings(PLRSettings):
+    """The PLR draws' settings and the occlusion's: rule plr_explain's config ``plr.*`` keys
+    (besides how the model embeds, :class:`~.embed.EmbedSettings`)."""
+
+    explain_top_k: int
+    explain_ngram: int
+    explain_max_texts: int
+    explain_n_per_class: int | None
+    explain_texts_per_call: int
+    explain_min_count: int
 
 
-def explain(backend, *, train_vectors, train_labels, train_ids, test_records: Sequence[dict], labels: Sequence[str],
-            template: dict | None, embed_settings: EmbedSettings, settings: dict) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Fit the draws' classifiers, occlude the chosen test texts; return (phrases, stability, contributions)."""
-    n = explanation_n(settings["n_per_class"], train_labels, settings.get("explain_n_per_class"))
-    classifiers = fit_draws(train_vectors, train_labels, train_ids, n=n, draws=settings["draws"],
-                            seed=settings.get("seed", 0), penalty=settings.get("penalty", "l2"),
-                            cv=settings.get("cv_folds", 5))
-    texts = pick_texts(test_records, settings.get("explain_max_texts", 50), settings.get("seed", 0))
+def explain(embedder: Embedder, train: "Embeddings", test_records: Sequence[dict],
+            settings: ExplainSettings) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Fit the draws' classifiers on the ``train`` rows of the embeddings, occlude the chosen
+    test texts; return (phrases, stability, contributions)."""
+    n = explanation_n(settings.n_per_class, train.labels, settings.explain_n_per_class)
+    classifiers = [fit_draw(train, n, draw, settings) for draw in range(settings.draws)]
+    texts = pick_texts(test_records, settings.explain_max_texts, settings.seed)
     log.info("explaining %d test texts with %d classifiers at n=%d per class (n-grams up to %d)", len(texts),
-             len(classifiers), n, settings.get("explain_ngram", 2))
-    full, occ, occ_vectors = occlusion_vectors(backend, texts, labels=labels, template=template,
-                                               settings=embed_settings, max_ngram=settings.get("explain_ngram", 2),
-                                               texts_per_call=settings.get("explain_texts_per_call", 8))
-    contrib = contributions(classifiers, texts, full, occ, occ_vectors)
-    return (top_phrases(contrib, settings.get("explain_top_k", 20), settings.get("explain_min_count", 1)),
-            stability(contrib), contrib)
+             len(classifiers), n, settings.explain_ngram)
+    occluded = occlusion_vectors(embedder, texts, settings.explain_ngram, settings.explain_texts_per_call)
+    contrib = contributions(classifiers, occluded)
+    return (top_phrases(contrib, settings.explain_top_k, settings.explain_min_count), stability(contrib), contrib)
 
 
-def run_explain(*, embeddings: str, train: str, test: str, phrases_out: str, stability_out: str, dataset: str,
-                model: str, model_spec: dict, dataset_spec: dict, prompts_dir: str, settings: dict, backend=None):
+def run(job) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Rule ``plr_explain``: phrases.csv and stability.csv for one dataset x model."""
-    from ..engines import load_backend
-    from ..io import read_jsonl
-    from .embeddings import check_against_splits, read_embeddings
-    from .classifier import write_csv
-    from ..prompts import load_template
-
-    splits = {"train": read_jsonl(train), "test": read_jsonl(test)}
-    emb = read_embeddings(embeddings)
-    check_against_splits(emb, splits, embeddings)
-    tr = emb.part("train")
-    embed_settings = EmbedSettings.for_model(model_spec, settings)
-    if embed_settings.pooling != emb.meta.get("pooling") or embed_settings.layer != emb.meta.get("layer"):
-        raise ValueError(f"{embeddings}: embedded with pooling={emb.meta.get('pooling')} layer={emb.meta.get('layer')}, "
-                         f"but the config now says pooling={embed_settings.pooling} layer={embed_settings.layer}; re-run rule embed")
-    template = (load_template(prompts_dir, "embed", dataset, dataset_spec.get("task", "nli"))
-                if embed_settings.wrap else None)
-    own = backend is None
-    backend = backend or load_backend(model_spec, name=model)
-    try:
-        phrases, stab, _ = explain(backend, train_vectors=tr.vectors, train_labels=tr.labels, train_ids=tr.ids,
-                                   test_records=splits["test"], labels=dataset_spec["labels"], template=template,
-                                   embed_settings=embed_settings, settings=settings)
-    finally:
-        if own:
-            backend.close()
+    path = job.input["embeddings"]
+    splits = {"train": read_jsonl(job.input["train"]), "test": read_jsonl(job.input["test"])}
+    emb = read_embeddings(path)
+    check_against_splits(emb, splits, path)
+    settings = ExplainSettings.from_settings(job.settings)
+    with open_backend(job.model_spec, job.model) as backend:  # the engine starts on the first embed call
+        embedder = Embedder.for_job(job, backend)
+        pooling, layer = embedder.settings.pooling, embedder.settings.layer
+        if pooling != emb.meta.get("pooling") or layer != emb.meta.get("layer"):
+            raise ValueError(f"{path}: embedded with pooling={emb.meta.get('pooling')} layer={emb.meta.get('layer')}, "
+                             f"but the config now says pooling={pooling} layer={layer}; re-run rule embed")
+        phrases, stab, _ = explain(embedder, emb.part("train"), splits["test"], settings)
     for frame in (phrases, stab):
-        frame.insert(0, "model", model)
-        frame.insert(0, "dataset", dataset)
-    write_csv(phrases[PHRASE_COLUMNS], phrases_out)
-    write_csv(stab[STABILITY_COLUMNS], stability_out)
+        frame.insert(0, "model", job.model)
+        frame.insert(0, "dataset", job.dataset)
+    write_phrases(phrases, job.output["phrases"])
+    write_stability(stab, job.output["stability"])
     log.info("stability (mean Spearman over draw pairs): %s",
              stab.groupby("label")["spearman"].mean().round(3).to_dict() if len(stab) else "one draw only")
     return phrases, stab

@@ -8,9 +8,13 @@ so a figure always shows exactly what its table says). Each is saved as PNG and 
   intervals, and the paired difference from ``none`` with its 95% interval.
 - :func:`plot_quality_heatmap`: for one explainer, rows dataset x shots x seed, columns the
   explanation-quality metrics; colour is the value scaled per metric over all explainers.
+
+The rules ``plot_learning_curves``, ``plot_classification`` and ``plot_quality_heatmap`` run
+:func:`run_learning_curves`, :func:`run_classification` and :func:`run_quality_heatmap`.
 """
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 
@@ -21,24 +25,30 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .tables import (METRIC_LABELS, ReportError, _condition_rank, quality_metrics_in,  # noqa: E402
-                     zeroshot_column, zeroshot_llms)
+from ..errors import DataError  # noqa: E402
+from ..io import atomic_path  # noqa: E402
+from .classification import condition_rank  # noqa: E402
+from .learning_curves import zeroshot_column, zeroshot_llms  # noqa: E402
+from .quality import METRIC_LABELS, quality_metrics_in  # noqa: E402
+from .render import read_table  # noqa: E402
+
+log = logging.getLogger("explainbench.report")
 
 DPI = 150
 
 
 def _save(fig, png: str | Path, svg: str | Path) -> None:
-    for path in (png, svg):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, dpi=DPI, bbox_inches="tight")
-    fig.savefig(svg, bbox_inches="tight")
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, dpi=DPI, bbox_inches="tight")
+    with atomic_path(svg) as tmp:
+        fig.savefig(tmp, bbox_inches="tight")
     plt.close(fig)
 
 
 def _rows_for(table: pd.DataFrame, column: str, value: str, what: str, source: str) -> pd.DataFrame:
     rows = table[table[column] == value]
     if rows.empty:
-        raise ReportError(f"{source}: no rows with {column} = {value!r}; cannot draw {what} "
+        raise DataError(f"{source}: no rows with {column} = {value!r}; cannot draw {what} "
                           f"(found {sorted(table[column].unique()) if column in table else []})")
     return rows
 
@@ -78,7 +88,7 @@ def plot_classification(table: pd.DataFrame, dataset: str, png: str | Path, svg:
                         source: str = "classification table") -> None:
     rows = _rows_for(table, "dataset", dataset, "classification by condition", source)
     s = rows.drop_duplicates(["method", "classifier", "condition"])
-    conditions = sorted(s["condition"].unique(), key=_condition_rank)
+    conditions = sorted(s["condition"].unique(), key=condition_rank)
     series = list(s.groupby(["method", "classifier"], sort=True))
     width = 0.8 / max(len(series), 1)
     fig, (ax_acc, ax_diff) = plt.subplots(1, 2, figsize=(max(7.5, 1.6 * len(conditions) * 2), 4.2))
@@ -118,7 +128,7 @@ def plot_quality_heatmap(table: pd.DataFrame, explainer: str, png: str | Path, s
                          source: str = "explanation quality table") -> None:
     metrics = [m for m in quality_metrics_in(table) if table[m].notna().any()]
     if not metrics:
-        raise ReportError(f"{source}: no metric columns with values; cannot draw a heat map")
+        raise DataError(f"{source}: no metric columns with values; cannot draw a heat map")
     rows = _rows_for(table, "explainer", explainer, "the quality heat map", source)
     rows = rows.sort_values(["dataset", "shots", "seed"])
     values = rows[metrics].to_numpy(float)
@@ -147,3 +157,27 @@ def plot_quality_heatmap(table: pd.DataFrame, explainer: str, png: str | Path, s
     fig.tight_layout()
     _save(fig, png, svg)
 
+
+
+# ----------------------------------------------------------------------------- the plot rules
+
+def _run(job, plot, wildcard: str, what: str) -> None:
+    """A plot rule: the report table of ``job.input["table"]`` drawn for one ``wildcard`` value."""
+    value = job.wildcards[wildcard]
+    plot(read_table(job.input["table"]), value, job.output["png"], job.output["svg"], source=str(job.input["table"]))
+    log.info("%s of %s -> %s", what, value, job.output["png"])
+
+
+def run_learning_curves(job) -> None:
+    """Rule ``plot_learning_curves``: PLR table -> one dataset's learning curves."""
+    _run(job, plot_learning_curves, "dataset", "learning curves")
+
+
+def run_classification(job) -> None:
+    """Rule ``plot_classification``: classification table -> one dataset's plot."""
+    _run(job, plot_classification, "dataset", "classification")
+
+
+def run_quality_heatmap(job) -> None:
+    """Rule ``plot_quality_heatmap``: explanation-quality table -> one explainer's heat map."""
+    _run(job, plot_quality_heatmap, "model", "quality heat map")
