@@ -6,13 +6,27 @@ import json
 import pandas as pd
 import pytest
 
-from explainbench.conditions import attach_explanations, load_split, read_explanations
-from explainbench.data import DataError, load_records, write_jsonl
-from explainbench.finetune import Settings, render_input, run_finetune
+from conftest import encoder_spec
+from explainbench.classify import finetune
+from explainbench.classify.conditions import attach_explanations, load_split
+from explainbench.classify.finetune import FinetuneError, render_input
+from explainbench.config import validate_config
+from explainbench.data import load_records
+from explainbench.errors import DataError
+from explainbench.files import read_explanations
+from explainbench.io import write_jsonl
 from explainbench.splits import sample_per_class, split_records
 from explainbench.stats import paired_difference_ci
+from explainbench.workflow import Job, rule_settings
 
 LABELS = ["entailment", "neutral", "contradiction"]
+
+
+def finetune_config(esnli_path="-", minilm_path="-", **finetune_keys) -> dict:
+    """A validated config (schema defaults filled in) with e-SNLI, MiniLM and these finetune keys."""
+    return validate_config({"datasets": {"esnli": {"format": "esnli", "path": str(esnli_path), "labels": LABELS}},
+                            "models": {"minilm": encoder_spec(minilm_path)}, "finetune": finetune_keys,
+                            "report": {"bootstrap": 200}})
 
 
 # ----------------------------------------------------------------------------- conditions
@@ -70,18 +84,17 @@ def test_load_split_reads_file(tmp_path):
 
 def test_template_drops_the_empty_explanation_with_its_separator():
     rec = {"id": "a", "premise": "A dog runs .", "hypothesis": "An animal moves .", "explanation": ""}
-    tpl = Settings().template
+    settings = rule_settings(finetune_config(), "finetune")  # the schema's default templates
+    tpl = settings["template"]
     assert render_input(rec, tpl, "[SEP]") == "A dog runs . [SEP] An animal moves ."
     rec["explanation"] = "a dog is an animal"
     assert render_input(rec, tpl, "</s>") == "A dog runs . </s> An animal moves . </s> a dog is an animal"
     text = {"id": "t", "text": "a fine film", "explanation": ""}
-    assert render_input(text, Settings().text_template, "[SEP]") == "a fine film"
+    assert render_input(text, settings["text_template"], "[SEP]") == "a fine film"
     assert render_input(text, "{text}", "[SEP]") == "a fine film"
 
 
 def test_template_with_unknown_field_is_an_error():
-    from explainbench.finetune import FinetuneError
-
     with pytest.raises(FinetuneError, match="no field"):
         render_input({"id": "a", "text": "x"}, "{premise} {sep} {hypothesis}", "[SEP]")
 
@@ -95,27 +108,22 @@ def esnli_runs(tmp_path_factory, minilm_path, esnli_path):
     800 pairs per class -> 1,680 train / 240 dev / 480 test; one epoch at max length 128.
     Measured on 2 pinned cores of another machine: about 70 s (none) and 90 s (human).
     """
-    import torch
-
-    torch.set_num_threads(2)
     records = sample_per_class(load_records(esnli_path, format="esnli", labels=LABELS), 800, 0)
     root = tmp_path_factory.mktemp("finetune")
     paths = {}
     for split, rows in split_records(records, dev=0.1, test=0.2, seed=0).items():
         paths[split] = root / "data" / f"{split}.jsonl"
         write_jsonl(rows, paths[split])
-    settings = dict(epochs=1, batch_size=16, learning_rate=5e-5, max_length=128, warmup_ratio=0.1,
-                    weight_decay=0.01, early_stopping_patience=2, log_every_steps=25)
+    cfg = finetune_config(esnli_path, minilm_path, epochs=1, batch_size=16, learning_rate=5e-5, max_length=128,
+                          warmup_ratio=0.1, weight_decay=0.01, early_stopping_patience=2, log_every_steps=25)
     runs = {}
     for condition in ("none", "human"):
         out = root / "results" / condition / "seed0"
-        metrics = run_finetune(train_path=paths["train"], dev_path=paths["dev"], test_path=paths["test"],
-                               condition=condition, explanation_paths=None,
-                               model_spec={"path": str(minilm_path)}, encoder="minilm",
-                               dataset_spec={"labels": LABELS, "task": "nli"}, dataset="esnli", settings=settings,
-                               seed=0, n_boot=200, metrics_path=out / "metrics.json",
-                               predictions_path=out / "predictions.csv", device="cpu")
-        runs[condition] = (metrics, out)
+        job = Job(input={**paths, "explanations": []},
+                  output={"metrics": out / "metrics.json", "predictions": out / "predictions.csv"}, config=cfg,
+                  wildcards={"dataset": "esnli", "model": "minilm", "condition": condition, "seed": "0"},
+                  settings=rule_settings(cfg, "finetune"), threads=2, rule="finetune")
+        runs[condition] = (finetune.run(job), out)
     return runs
 
 
@@ -153,7 +161,7 @@ def test_human_explanations_beat_no_explanation(esnli_runs):
     a = pd.read_csv(human_dir / "predictions.csv")
     b = pd.read_csv(none_dir / "predictions.csv")
     assert list(a["id"]) == list(b["id"])  # the same test items under both conditions
-    diff = paired_difference_ci(a["correct"], b["correct"], n_boot=500)
+    diff = paired_difference_ci(a["correct"], b["correct"], bootstrap=500)
     print(f"\naccuracy none {none['accuracy']:.3f}, human {human['accuracy']:.3f}, difference {diff}")
     assert diff["ci_low"] > 0, (human["accuracy"], none["accuracy"], diff)
 

@@ -11,12 +11,16 @@ import pandas as pd
 import pytest
 
 from conftest import causal_spec
-from explainbench.conditions import attach_explanations
-from explainbench.data import load_records, write_jsonl
-from explainbench.prompts import load_template
+from explainbench.classify.conditions import attach_explanations
+from explainbench.classify.zeroshot import (Settings, ZeroShotError, answer_options, build_prompts, classify,
+                                            classify_job, decide, options_text, verbalizers)
+from explainbench.config import validate_config
+from explainbench.data import load_records
+from explainbench.engines import open_backend
+from explainbench.io import write_jsonl
+from explainbench.prompts import load_template, template_path
 from explainbench.splits import sample_per_class
-from explainbench.zeroshot import (ZeroShotError, answer_options, build_prompts, classify, decide, options_text,
-                                   run_zeroshot, verbalizers)
+from explainbench.workflow import Job, rule_settings
 
 REPO = Path(__file__).resolve().parents[1]
 PROMPTS = REPO / "config" / "prompts"
@@ -68,6 +72,19 @@ def spec(path, backend):
     return causal_spec(path, backend)
 
 
+def zeroshot_config(esnli_path, smollm2_path, backend, **zeroshot) -> dict:
+    """A validated config (schema defaults filled in) with e-SNLI, SmolLM2 and these zeroshot keys."""
+    return validate_config({"datasets": {"esnli": {"format": "esnli", "path": str(esnli_path), "labels": LABELS}},
+                            "models": {"smollm2": spec(smollm2_path, backend)}, "prompts_dir": str(PROMPTS),
+                            "zeroshot": zeroshot, "report": {"bootstrap": 200}})
+
+
+def default_settings() -> Settings:
+    """The schema's zeroshot settings (every answer valid, 256 prompts per call)."""
+    cfg = zeroshot_config("-", "-", "transformers")
+    return Settings.from_settings(rule_settings(cfg, "zeroshot"))
+
+
 @pytest.fixture(scope="module")
 def esnli_sample(esnli_path):
     return sample_per_class(load_records(esnli_path, format="esnli", labels=LABELS), 10, 0)
@@ -76,28 +93,26 @@ def esnli_sample(esnli_path):
 @pytest.fixture(scope="module")
 def vllm_backend(smollm2_path):
     pytest.importorskip("vllm")
-    from explainbench.backends import load_backend
-
-    backend = load_backend(spec(smollm2_path, "vllm"), "smollm2")
-    yield backend
-    backend.close()
+    with open_backend(spec(smollm2_path, "vllm"), "smollm2") as backend:
+        yield backend
 
 
 @pytest.fixture(scope="module")
-def vllm_runs(vllm_backend, smollm2_path, esnli_sample, tmp_path_factory):
+def vllm_runs(vllm_backend, smollm2_path, esnli_path, esnli_sample, tmp_path_factory):
+    """Rule zeroshot's work for conditions none and human, on one vLLM engine (it starts once)."""
     root = tmp_path_factory.mktemp("zeroshot")
     test_path = root / "data" / "test.jsonl"
     write_jsonl(esnli_sample, test_path)
+    cfg = zeroshot_config(esnli_path, smollm2_path, "vllm", batch_size=16)
     runs = {}
     for condition in ("none", "human"):
         out = root / "results" / condition
-        metrics = run_zeroshot(test_path=test_path, condition=condition, explanation_path=None,
-                               model_spec=spec(smollm2_path, "vllm"), model_name="smollm2",
-                               dataset_spec={"labels": LABELS, "task": "nli"}, dataset="esnli", prompts_dir=PROMPTS,
-                               verbalizer=None, settings={"batch_size": 16}, n_boot=200,
-                               metrics_path=out / "metrics.json", predictions_path=out / "predictions.csv",
-                               backend=vllm_backend)
-        runs[condition] = (metrics, out)
+        job = Job(input={"test": test_path, "explanations": [],
+                         "template": template_path(PROMPTS, "classify", "esnli", "nli")},
+                  output={"metrics": out / "metrics.json", "predictions": out / "predictions.csv"}, config=cfg,
+                  wildcards={"dataset": "esnli", "model": "smollm2", "condition": condition},
+                  settings=rule_settings(cfg, "zeroshot"), rule="zeroshot")
+        runs[condition] = (classify_job(vllm_backend, job), out)
     return runs
 
 
@@ -120,13 +135,11 @@ def test_vllm_gives_one_valid_label_per_example(vllm_runs, esnli_sample, conditi
 @pytest.mark.slow
 @pytest.mark.vllm
 def test_transformers_gives_the_same_predictions_as_vllm(vllm_runs, smollm2_path, esnli_sample):
-    from explainbench.backends import load_backend
-
-    backend = load_backend(spec(smollm2_path, "transformers"), "smollm2")
     template = load_template(PROMPTS, "classify", "esnli", "nli")
     records = attach_explanations(esnli_sample[:15], "none")  # half the sample: transformers is the slower engine
-    preds, probs, _ = classify(backend, records, template, verbalizers(LABELS, None), with_explanation=False)
-    backend.close()
+    with open_backend(spec(smollm2_path, "transformers"), "smollm2") as backend:
+        preds, probs, _ = classify(backend, records, template, verbalizers(LABELS, None), default_settings(),
+                                   with_explanation=False)
     vllm_preds = pd.read_csv(vllm_runs["none"][1] / "predictions.csv").iloc[:15]
     vllm_probs = vllm_preds[[f"score_{l}" for l in LABELS]].to_numpy()
     assert np.abs(probs - vllm_probs).max() < 1e-2
@@ -138,11 +151,9 @@ def test_transformers_gives_the_same_predictions_as_vllm(vllm_runs, smollm2_path
 
 @pytest.mark.slow
 def test_prompt_ends_where_the_label_word_begins(smollm2_path, esnli_sample):
-    from explainbench.backends import load_backend
-
-    backend = load_backend(spec(smollm2_path, "transformers"), "smollm2")
     template = load_template(PROMPTS, "classify", "esnli", "nli")
     records = attach_explanations(esnli_sample[:1], "human")
-    prompt = build_prompts(backend, records, template, verbalizers(LABELS, None), with_explanation=True)[0]
+    with open_backend(spec(smollm2_path, "transformers"), "smollm2") as backend:
+        prompt = build_prompts(backend, records, template, verbalizers(LABELS, None), with_explanation=True)[0]
     assert prompt.endswith("<|im_start|>assistant\nAnswer:")
     assert records[0]["explanation"] in prompt

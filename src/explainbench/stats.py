@@ -10,28 +10,28 @@ import numpy as np
 from sklearn.metrics import confusion_matrix, f1_score
 
 
-def bootstrap_ci(statistic: Callable[[np.ndarray], float], n_items: int, n_boot: int = 1000,
+def bootstrap_ci(statistic: Callable[[np.ndarray], float], n_items: int, bootstrap: int,
                  seed: int = 0, alpha: float = 0.05) -> tuple[float, float]:
-    """Percentile interval of ``statistic(indices)`` over ``n_boot`` resamples of ``range(n_items)``."""
+    """Percentile interval of ``statistic(indices)`` over ``bootstrap`` resamples of ``range(n_items)``."""
     if n_items == 0:
         return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
-    values = np.array([statistic(rng.integers(0, n_items, n_items)) for _ in range(n_boot)], dtype=float)
+    values = np.array([statistic(rng.integers(0, n_items, n_items)) for _ in range(bootstrap)], dtype=float)
     values = values[~np.isnan(values)]
     if values.size == 0:
         return float("nan"), float("nan")
     return float(np.quantile(values, alpha / 2)), float(np.quantile(values, 1 - alpha / 2))
 
 
-def mean_ci(values: Sequence[float], n_boot: int = 1000, seed: int = 0) -> dict[str, float]:
+def mean_ci(values: Sequence[float], bootstrap: int, seed: int = 0) -> dict[str, float]:
     """Mean of per-item values with its bootstrap 95% interval."""
     arr = np.asarray(values, dtype=float)
-    lo, hi = bootstrap_ci(lambda idx: float(np.nanmean(arr[idx])), len(arr), n_boot, seed)
+    lo, hi = bootstrap_ci(lambda idx: float(np.nanmean(arr[idx])), len(arr), bootstrap, seed)
     return {"mean": float(np.nanmean(arr)) if arr.size else float("nan"), "ci_low": lo, "ci_high": hi}
 
 
 def classification_scores(y_true: Sequence[str], y_pred: Sequence[str | None], labels: Sequence[str],
-                          n_boot: int = 1000, seed: int = 0) -> dict:
+                          bootstrap: int, seed: int = 0) -> dict:
     """Accuracy, macro-F1, per-class F1 and the confusion matrix, with bootstrap 95% intervals.
 
     A prediction that is None (or not among ``labels``) counts as wrong and is reported in
@@ -48,8 +48,8 @@ def classification_scores(y_true: Sequence[str], y_pred: Sequence[str | None], l
     def macro_f1(idx: np.ndarray) -> float:
         return float(f1_score(true[idx], pred[idx], labels=labels, average="macro", zero_division=0))
 
-    acc_lo, acc_hi = bootstrap_ci(lambda idx: float(correct[idx].mean()), len(true), n_boot, seed)
-    f1_lo, f1_hi = bootstrap_ci(macro_f1, len(true), n_boot, seed)
+    acc_lo, acc_hi = bootstrap_ci(lambda idx: float(correct[idx].mean()), len(true), bootstrap, seed)
+    f1_lo, f1_hi = bootstrap_ci(macro_f1, len(true), bootstrap, seed)
     per_class = f1_score(true, pred, labels=labels, average=None, zero_division=0) if len(true) else np.zeros(len(labels))
     cm = confusion_matrix(true, pred, labels=labels + [invalid]) if len(true) else np.zeros((len(labels) + 1,) * 2)
     return {
@@ -66,12 +66,12 @@ def classification_scores(y_true: Sequence[str], y_pred: Sequence[str | None], l
     }
 
 
-def paired_difference_ci(correct_a: Sequence[float], correct_b: Sequence[float], n_boot: int = 1000,
+def paired_difference_ci(correct_a: Sequence[float], correct_b: Sequence[float], bootstrap: int,
                          seed: int = 0) -> dict[str, float]:
     """Mean of a - b over the same test items, with a paired bootstrap 95% interval."""
     a, b = np.asarray(correct_a, float), np.asarray(correct_b, float)
     if a.shape != b.shape:
         raise ValueError("paired difference needs the same test items on both sides")
     diff = a - b
-    lo, hi = bootstrap_ci(lambda idx: float(diff[idx].mean()), len(diff), n_boot, seed)
+    lo, hi = bootstrap_ci(lambda idx: float(diff[idx].mean()), len(diff), bootstrap, seed)
     return {"diff": float(diff.mean()) if diff.size else float("nan"), "ci_low": lo, "ci_high": hi}

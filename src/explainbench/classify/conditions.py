@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import DataError
+from ..files import read_explanations
 from ..io import read_jsonl
 from ..workflow import parse_condition
 
@@ -19,25 +20,6 @@ def _check_condition(condition: str) -> str:
         return condition
     parse_condition(condition)  # raises a ValueError naming the bad condition
     return "llm"
-
-
-def read_explanations(path: str | Path) -> dict[str, str]:
-    """``id -> text`` of an explanation file; a missing id, a duplicate or an empty text is an error."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: explanation file not found")
-    out: dict[str, str] = {}
-    for row_no, row in enumerate(read_jsonl(path), start=1):
-        item_id = row.get("id")
-        if not isinstance(item_id, str) or not item_id:
-            raise DataError(f"{path}, row {row_no}, field 'id': missing or empty id")
-        if item_id in out:
-            raise DataError(f"{path}, row {row_no}, field 'id': duplicate id {item_id!r}")
-        text = row.get("text")
-        if not isinstance(text, str) or not text.strip():
-            raise DataError(f"{path}, row {row_no}, field 'text': empty explanation for id {item_id!r}")
-        out[item_id] = " ".join(text.split())
-    return out
 
 
 def attach_explanations(records: list[dict], condition: str, *, split_path: str | Path = "<records>",

@@ -15,7 +15,7 @@ import math
 import random
 import string
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Sequence
 
@@ -25,8 +25,7 @@ from ..errors import ExplainBenchError
 
 log = logging.getLogger(__name__)
 
-NLI_TEMPLATE = "{premise} {sep} {hypothesis} {sep} {explanation}"
-TEXT_TEMPLATE = "{text} {sep} {explanation}"
+SPLITS = ("train", "dev", "test")
 _SEP = "{sep}"
 
 
@@ -34,27 +33,27 @@ class FinetuneError(ExplainBenchError):
     """Bad fine-tuning settings or inputs."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class Settings:
-    """Hyper-parameters (config ``finetune``); unknown keys are ignored."""
+    """Hyper-parameters: config ``finetune`` (the schema holds their defaults)."""
 
-    template: str = NLI_TEMPLATE
-    text_template: str = TEXT_TEMPLATE
-    epochs: float = 3
-    batch_size: int = 16
-    eval_batch_size: int = 64
-    learning_rate: float = 2e-5
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    max_length: int = 256
-    early_stopping_patience: int = 2
-    keep_checkpoints: bool = False
-    log_every_steps: int = 50
+    template: str
+    text_template: str
+    epochs: float
+    batch_size: int
+    eval_batch_size: int
+    learning_rate: float
+    weight_decay: float
+    warmup_ratio: float
+    max_length: int
+    early_stopping_patience: int
+    keep_checkpoints: bool
+    log_every_steps: int
 
     @classmethod
-    def from_config(cls, values: dict | None) -> "Settings":
-        known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in (values or {}).items() if k in known})
+    def from_settings(cls, settings: dict) -> "Settings":
+        """From a job's settings (:func:`explainbench.workflow.rule_settings`), which hold more keys."""
+        return cls(**{f.name: settings[f.name] for f in fields(cls)})
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -179,26 +178,21 @@ def _length_grouped_batches(lengths: list[int], batch_size: int, rng: np.random.
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def train_and_predict(model_path: str, labels: list[str], train: list[dict], dev: list[dict], test: list[dict], *,
-                      task: str = "nli", settings: Settings | None = None, seed: int = 0,
-                      checkpoint_dir: str | Path | None = None, device: str | None = None) -> FinetuneResult:
-    """Fine-tune ``model_path`` on ``train`` (records with an ``explanation`` field), pick the best
-    epoch on ``dev``, and classify ``test``."""
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-    from transformers import get_linear_schedule_with_warmup
-
-    settings = settings or Settings()
-    device = device or _device()
-    t0 = time.time()
-    for name, rows in (("train", train), ("dev", dev), ("test", test)):
+def _check_splits(splits: dict[str, list[dict]], labels: list[str]) -> None:
+    for name in SPLITS:
+        rows = splits[name]
         if not rows:
             raise FinetuneError(f"the {name} split is empty")
         bad = sorted({r["label"] for r in rows} - set(labels))
         if bad and name != "test":
             raise FinetuneError(f"the {name} split has labels {bad} that are not in the dataset's labels {labels}")
 
-    set_seed(seed)
+
+def _load_encoder(model_path: str, labels: list[str], device: str):
+    """(tokenizer, model): the encoder with a fresh classification head of ``len(labels)`` outputs."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_path)
         model = AutoModelForSequenceClassification.from_pretrained(
@@ -211,11 +205,43 @@ def train_and_predict(model_path: str, labels: list[str], train: list[dict], dev
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
         model.config.pad_token_id = tokenizer.pad_token_id
     model.to(device)
+    return tokenizer, model
 
-    template = template_for(task, settings)
+
+def _optimizer(model, settings: Settings, total_steps: int):
+    """AdamW (no weight decay on biases and norms) with a linear warm-up and decay."""
+    import torch
+    from transformers import get_linear_schedule_with_warmup
+
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
+    groups = [
+        {"params": [p for n, p in model.named_parameters() if not any(k in n for k in no_decay)],
+         "weight_decay": settings.weight_decay},
+        {"params": [p for n, p in model.named_parameters() if any(k in n for k in no_decay)], "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=settings.learning_rate)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(settings.warmup_ratio * total_steps), total_steps)
+    return optimizer, scheduler
+
+
+def train_and_predict(model_path: str, dataset_spec: dict, splits: dict[str, list[dict]], settings: Settings,
+                      seed: int, checkpoint_dir: str | Path | None = None) -> FinetuneResult:
+    """Fine-tune ``model_path`` for the dataset's labels and task on ``splits["train"]`` (records with an
+    ``explanation`` field), pick the best epoch on ``splits["dev"]``, and classify ``splits["test"]``."""
+    import torch
+
+    labels = list(dataset_spec["labels"])
+    train, dev, test = (splits[name] for name in SPLITS)
+    device = _device()
+    t0 = time.time()
+    _check_splits(splits, labels)
+
+    set_seed(seed)
+    tokenizer, model = _load_encoder(model_path, labels, device)
+
+    template = template_for(dataset_spec["task"], settings)
     sep = separator(tokenizer)
-    texts = {name: [render_input(r, template, sep) for r in rows] for name, rows in
-             (("train", train), ("dev", dev), ("test", test))}
+    texts = {name: [render_input(r, template, sep) for r in splits[name]] for name in SPLITS}
     log.info("input template %r with separator %r; first training input: %r", template, sep, texts["train"][0])
     seqs = {name: _encode(tokenizer, t, settings.max_length) for name, t in texts.items()}
     label_id = {l: i for i, l in enumerate(labels)}
@@ -225,14 +251,7 @@ def train_and_predict(model_path: str, labels: list[str], train: list[dict], dev
     steps_per_epoch = math.ceil(len(train) / settings.batch_size)
     total_steps = max(1, math.ceil(settings.epochs * steps_per_epoch))
     n_epochs = math.ceil(total_steps / steps_per_epoch)
-    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
-    groups = [
-        {"params": [p for n, p in model.named_parameters() if not any(k in n for k in no_decay)],
-         "weight_decay": settings.weight_decay},
-        {"params": [p for n, p in model.named_parameters() if any(k in n for k in no_decay)], "weight_decay": 0.0},
-    ]
-    optimizer = torch.optim.AdamW(groups, lr=settings.learning_rate)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(settings.warmup_ratio * total_steps), total_steps)
+    optimizer, scheduler = _optimizer(model, settings, total_steps)
     log.info("fine-tuning %s on %s: %d train / %d dev / %d test examples, %d labels, %d epoch(s) of %d steps "
              "(batch %d, lr %g), seed %d", model_path, device, len(train), len(dev), len(test), len(labels),
              n_epochs, steps_per_epoch, settings.batch_size, settings.learning_rate, seed)
@@ -296,28 +315,28 @@ def train_and_predict(model_path: str, labels: list[str], train: list[dict], dev
     return FinetuneResult(preds, test_prob, history, best_epoch, best_acc, seconds, device)
 
 
-def run_finetune(*, train_path, dev_path, test_path, condition: str, explanation_paths: dict | None,
-                 model_spec: dict, encoder: str, dataset_spec: dict, dataset: str, settings: dict | Settings,
-                 seed: int, n_boot: int, metrics_path, predictions_path, device: str | None = None) -> dict:
-    """The whole rule: read the splits with their explanations, fine-tune, write both outputs."""
-    from .conditions import load_split
-    from ..io import write_json
-    from .predictions import metrics_record, predictions_frame, write_csv
+def run(job) -> dict:
+    """Rule finetune: read the splits with the condition's explanations (``job.input["explanations"]``:
+    the train, dev and test files of an llm condition, none otherwise), fine-tune the encoder
+    ``job.model`` with the seed of wildcard ``{seed}``, write ``job.output`` metrics and predictions."""
+    import torch
 
-    settings = settings if isinstance(settings, Settings) else Settings.from_config(settings)
-    paths = explanation_paths or {}
-    train, dev, test = (load_split(p, condition, paths.get(s)) for s, p in
-                        (("train", train_path), ("dev", dev_path), ("test", test_path)))
-    labels = list(dataset_spec["labels"])
-    out_dir = Path(metrics_path).parent
-    result = train_and_predict(model_spec["path"], labels, train, dev, test, task=dataset_spec.get("task", "nli"),
-                               settings=settings, seed=seed, checkpoint_dir=out_dir / "checkpoint", device=device)
-    metrics = metrics_record(dataset=dataset, classifier=encoder, method="finetune", condition=condition, seed=seed,
-                             model_path=model_spec["path"], gold=[r["label"] for r in test], preds=result.predictions,
-                             labels=labels, n_boot=n_boot,
-                             training={"best_epoch": result.best_epoch, "best_dev_accuracy": result.best_dev_accuracy,
-                                       "history": result.history, "seconds": round(result.seconds, 1),
-                                       "device": result.device, "n_train": len(train), "n_dev": len(dev)})
-    write_csv(predictions_frame(test, result.predictions, labels, result.probabilities), predictions_path)
-    write_json(metrics, metrics_path)
+    from .conditions import load_split
+    from .predictions import RunIdentity, metrics_record, predictions_frame, write_outputs
+
+    torch.set_num_threads(job.threads)
+    condition, seed = job.wildcards["condition"], job.wildcard_int("seed")
+    explanations = dict(zip(SPLITS, job.input["explanations"]))
+    splits = {name: load_split(job.input[name], condition, explanations.get(name)) for name in SPLITS}
+    labels = list(job.dataset_spec["labels"])
+    result = train_and_predict(job.model_spec["path"], job.dataset_spec, splits, Settings.from_settings(job.settings),
+                               seed, Path(job.output["metrics"]).parent / "checkpoint")
+    test = splits["test"]
+    training = {"best_epoch": result.best_epoch, "best_dev_accuracy": result.best_dev_accuracy,
+                "history": result.history, "seconds": round(result.seconds, 1), "device": result.device,
+                "n_train": len(splits["train"]), "n_dev": len(splits["dev"])}
+    metrics = metrics_record(RunIdentity.of(job, "finetune", seed), [r["label"] for r in test], result.predictions,
+                             labels, job.settings["bootstrap"], {"training": training})
+    write_outputs(job, predictions_frame(test, result.predictions, labels, result.probabilities), metrics)
+    log.info("accuracy %.4f %s, macro-F1 %.4f", metrics["accuracy"], metrics["accuracy_ci"], metrics["macro_f1"])
     return metrics

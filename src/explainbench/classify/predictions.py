@@ -6,12 +6,30 @@ of :func:`explainbench.stats.classification_scores` (bootstrap intervals over th
 """
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
+from ..files import write_metrics, write_predictions
 from ..stats import classification_scores
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """What a classification run is: the first fields of its metrics.json, in this order."""
+
+    dataset: str
+    classifier: str
+    method: str
+    condition: str
+    seed: int | None
+    model_path: str
+
+    @classmethod
+    def of(cls, job, method: str, seed: int | None) -> "RunIdentity":
+        """The identity of a rule's job: its dataset, model and condition wildcards."""
+        return cls(job.dataset, job.model, method, job.wildcards["condition"], seed, job.model_spec["path"])
 
 
 def predictions_frame(records: list[dict], preds: Sequence[str | None], labels: Sequence[str],
@@ -28,23 +46,18 @@ def predictions_frame(records: list[dict], preds: Sequence[str | None], labels: 
     return frame
 
 
-def write_csv(frame, path: str | Path) -> None:
-    """Atomic CSV write."""
-    import os
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-
-
-def metrics_record(*, dataset: str, classifier: str, method: str, condition: str, seed: int | None,
-                   model_path: str, gold: Sequence[str], preds: Sequence[str | None], labels: Sequence[str],
-                   n_boot: int = 1000, **extra: Any) -> dict:
-    """metrics.json per the contract, scores from :func:`explainbench.stats.classification_scores`."""
-    out = {"dataset": dataset, "classifier": classifier, "method": method, "condition": condition,
-           "seed": seed, "model_path": model_path}
-    out.update(classification_scores(gold, preds, labels, n_boot=n_boot, seed=0))
-    out.update(extra)
+def metrics_record(run: RunIdentity, gold: Sequence[str], preds: Sequence[str | None], labels: Sequence[str],
+                   bootstrap: int, extra: dict[str, Any] | None = None) -> dict:
+    """metrics.json per the contract: ``run``'s fields, the scores of
+    :func:`explainbench.stats.classification_scores`, then ``extra``."""
+    out = asdict(run)
+    out.update(classification_scores(gold, preds, labels, bootstrap=bootstrap, seed=0))
+    out.update(extra or {})
     return out
+
+
+def write_outputs(job, predictions, metrics: dict) -> None:
+    """A classifier job's two outputs: ``job.output["predictions"]`` (the :func:`predictions_frame`)
+    and ``job.output["metrics"]`` (the :func:`metrics_record`)."""
+    write_predictions(predictions, job.output["predictions"])
+    write_metrics(metrics, job.output["metrics"])

@@ -1,7 +1,7 @@
 """Zero-shot classification by an LLM, with or without an explanation in the prompt.
 
 The answer is read from the log-probabilities of the label words (the verbalizers) as the
-continuation of the prompt, through any :class:`explainbench.backends.Backend` (vLLM,
+continuation of the prompt, through any :class:`explainbench.engines.Backend` (vLLM,
 transformers, OpenAI-compatible), never by parsing generated text. The prompt comes from
 ``<prompts_dir>/<task>/classify.yaml`` (or a dataset's own ``<prompts_dir>/<dataset>/classify.yaml``)::
 
@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Sequence
 
@@ -40,6 +41,19 @@ STAGE = "classify"
 
 class ZeroShotError(ExplainBenchError):
     """Bad zero-shot settings (verbalizers, templates)."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How answers are read: config ``zeroshot`` (the schema holds their defaults)."""
+
+    min_label_mass: float  # below this total label-word probability an answer is invalid
+    batch_size: int  # prompts per backend call
+
+    @classmethod
+    def from_settings(cls, settings: dict) -> "Settings":
+        """From a job's settings (:func:`explainbench.workflow.rule_settings`), which hold more keys."""
+        return cls(**{f.name: settings[f.name] for f in fields(cls)})
 
 
 def verbalizers(labels: Sequence[str], mapping: dict | None, dataset: str = "<dataset>") -> dict[str, str]:
@@ -108,7 +122,7 @@ def build_prompts(backend, records: list[dict], template: dict, words: dict[str,
     return prompts
 
 
-def decide(scores: np.ndarray, labels: Sequence[str], min_label_mass: float = 0.0):
+def decide(scores: np.ndarray, labels: Sequence[str], min_label_mass: float):
     """Predictions from (n, k) label log-probabilities.
 
     Returns (predictions with None for invalid, probabilities over the labels (n, k),
@@ -131,58 +145,58 @@ def decide(scores: np.ndarray, labels: Sequence[str], min_label_mass: float = 0.
     return preds, probs, mass
 
 
-def classify(backend, records: list[dict], template: dict, words: dict[str, str], *, with_explanation: bool,
-             min_label_mass: float = 0.0, batch_size: int = 256):
-    """Label log-probabilities for every record, in batches (progress logged); see :func:`decide`."""
+def classify(backend, records: list[dict], template: dict, words: dict[str, str], settings: Settings, *,
+             with_explanation: bool):
+    """Label log-probabilities for every record, in batches (progress logged); see :func:`decide`.
+
+    The library's zero-shot classifier: rule zeroshot and Study 2's zero-shot baseline use it."""
     labels = list(words)
     options = answer_options(template, words)
     prompts = build_prompts(backend, records, template, words, with_explanation)
     log.info("first prompt: %r; answer options: %r", prompts[0] if prompts else None, options)
     t0 = time.time()
     parts = []
-    for start in range(0, len(prompts), batch_size):
-        parts.append(np.asarray(backend.label_logprobs(prompts[start:start + batch_size], options), dtype=float))
-        done = min(start + batch_size, len(prompts))
+    for start in range(0, len(prompts), settings.batch_size):
+        batch = prompts[start:start + settings.batch_size]
+        parts.append(np.asarray(backend.label_logprobs(batch, options), dtype=float))
+        done = min(start + settings.batch_size, len(prompts))
         log.info("scored %d/%d examples (%.0fs)", done, len(prompts), time.time() - t0)
     scores = np.concatenate(parts) if parts else np.zeros((0, len(labels)))
-    return decide(scores, labels, min_label_mass)
+    return decide(scores, labels, settings.min_label_mass)
 
 
-def run_zeroshot(*, test_path, condition: str, explanation_path, model_spec: dict, model_name: str,
-                 dataset_spec: dict, dataset: str, prompts_dir, verbalizer: dict | None, settings: dict | None,
-                 n_boot: int, metrics_path, predictions_path, backend=None) -> dict:
-    """The whole rule: read the test split with its explanations, classify, write both outputs."""
-    from ..engines import load_backend
+def run(job) -> dict:
+    """Rule zeroshot: the LLM ``job.model`` classifies the test split (:func:`classify_job`)."""
+    from ..engines import open_backend
+
+    with open_backend(job.model_spec, job.model) as backend:
+        return classify_job(backend, job)
+
+
+def classify_job(backend, job) -> dict:
+    """Rule zeroshot's work with an open ``backend`` (which stays open, so one engine can serve
+    several jobs): read the test split with the condition's explanation file (``job.input
+    ["explanations"]``: one for an llm condition, none otherwise), classify, write ``job.output``
+    predictions and metrics."""
     from .conditions import load_split
-    from ..io import write_json
-    from .predictions import metrics_record, predictions_frame, write_csv
+    from .predictions import RunIdentity, metrics_record, predictions_frame, write_outputs
 
-    settings = settings or {}
-    test = load_split(test_path, condition, explanation_path)
-    labels = list(dataset_spec["labels"])
-    words = verbalizers(labels, verbalizer, dataset)
-    template = load_template(prompts_dir, STAGE, dataset, dataset_spec.get("task", "nli"))
-    own = backend is None
-    backend = backend or load_backend(model_spec, model_name)
+    condition, spec = job.wildcards["condition"], job.dataset_spec
+    test = load_split(job.input["test"], condition, next(iter(job.input["explanations"]), None))
+    labels = list(spec["labels"])
+    words = verbalizers(labels, job.config["zeroshot"]["verbalizers"].get(job.dataset, {}), job.dataset)
+    template = load_template(job.settings["prompts_dir"], STAGE, job.dataset, spec["task"])
     t0 = time.time()
-    try:
-        preds, probs, mass = classify(backend, test, template, words, with_explanation=condition != "none",
-                                      min_label_mass=float(settings.get("min_label_mass", 0.0)),
-                                      batch_size=int(settings.get("batch_size", 256)))
-    finally:
-        if own:
-            backend.close()
+    preds, probs, mass = classify(backend, test, template, words, Settings.from_settings(job.settings),
+                                  with_explanation=condition != "none")
     n_invalid = sum(p is None for p in preds)
     if n_invalid:
         log.warning("%d of %d examples have no valid label (counted wrong)", n_invalid, len(preds))
-    metrics = metrics_record(dataset=dataset, classifier=model_name, method="zeroshot", condition=condition, seed=None,
-                             model_path=model_spec["path"], gold=[r["label"] for r in test], preds=preds,
-                             labels=labels, n_boot=n_boot, verbalizers=words,
-                             template=str(Path(template["__file__"])),
-                             mean_label_mass=float(np.mean(mass)) if len(mass) else math.nan,
-                             seconds=round(time.time() - t0, 1))
-    write_csv(predictions_frame(test, preds, labels, probs), predictions_path)
-    write_json(metrics, metrics_path)
-    log.info("%s on %s (%s): accuracy %.4f, macro-F1 %.4f, %d invalid", model_name, dataset, condition,
+    extra = {"verbalizers": words, "template": str(Path(template["__file__"])),
+             "mean_label_mass": float(np.mean(mass)) if len(mass) else math.nan, "seconds": round(time.time() - t0, 1)}
+    metrics = metrics_record(RunIdentity.of(job, "zeroshot", None), [r["label"] for r in test], preds, labels,
+                             job.settings["bootstrap"], extra)
+    write_outputs(job, predictions_frame(test, preds, labels, probs), metrics)
+    log.info("%s on %s (%s): accuracy %.4f, macro-F1 %.4f, %d invalid", job.model, job.dataset, condition,
              metrics["accuracy"], metrics["macro_f1"], n_invalid)
     return metrics
