@@ -68,7 +68,7 @@ def minilm_path() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_llama_path(tmp_path_factory) -> Path:
-    from explainbench.demo import build_tiny_llama
+    from support.tiny_llama import build_tiny_llama
 
     return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
 

@@ -332,7 +332,7 @@ def test_concurrency_is_bounded(server, prompts):
 
 def test_embeddings_match_the_last_hidden_state(tmp_path_factory, monkeypatch):
     """A pooling vLLM server of a tiny Llama: /v1/embeddings against transformers' last-token state."""
-    from explainbench.demo import build_tiny_llama
+    from support.tiny_llama import build_tiny_llama
 
     tiny = build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
     texts = ["a man is riding a red bicycle", "the film was boring and dull", "a chef is cooking pasta"]

@@ -75,13 +75,6 @@ def read_jsonl(path: str | Path) -> list[dict]:
     return [row for _, row in read_jsonl_objects(path)]
 
 
-def iter_jsonl(path: str | Path) -> Iterator[dict]:
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                yield json.loads(line)
-
-
 def read_jsonl_objects(path: str | Path) -> list[tuple[int, dict]]:
     """(line number, object) for every non-blank line of a JSONL file; a line that is not a JSON
     object raises DataError naming the file and row."""

@@ -10,14 +10,12 @@ from __future__ import annotations
 import logging
 import math
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError
-from ..files import check_against_splits, read_embeddings, read_metrics, write_curve
+from ..files import check_against_splits, read_embeddings, write_curve
 from ..io import read_jsonl
 from ..stats import classification_scores
 from .classifier import PLRSettings, fit_draw
@@ -57,12 +55,12 @@ def learning_curve(train: "Embeddings", test: "Embeddings", settings: PLRSetting
 
 
 def curve_summary(curve: pd.DataFrame) -> pd.DataFrame:
-    """Per n: mean, sd, min and max of accuracy and macro-F1 over the draws."""
-    group = curve.groupby("n_per_class")
-    out = group.agg(draws=("draw", "count"), accuracy_mean=("accuracy", "mean"), accuracy_sd=("accuracy", "std"),
-                    accuracy_min=("accuracy", "min"), accuracy_max=("accuracy", "max"),
-                    macro_f1_mean=("macro_f1", "mean"), macro_f1_sd=("macro_f1", "std"))
-    return out.reset_index()
+    """Per n per class (ascending): the draws summarised, as the PLR table shows them: ``n_draws``,
+    mean and sd of accuracy and macro-F1, and the median chosen C."""
+    return (curve.groupby("n_per_class")
+            .agg(n_draws=("draw", "nunique"), accuracy_mean=("accuracy", "mean"), accuracy_std=("accuracy", "std"),
+                 macro_f1_mean=("macro_f1", "mean"), macro_f1_std=("macro_f1", "std"), C_median=("C", "median"))
+            .reset_index().sort_values("n_per_class"))
 
 
 def smallest_n_reaching(n_per_class: Sequence[int], accuracy_mean: Sequence[float], target: float | None) -> int | None:
@@ -72,16 +70,6 @@ def smallest_n_reaching(n_per_class: Sequence[int], accuracy_mean: Sequence[floa
         return None
     hits = [n for n, a in sorted(zip(n_per_class, accuracy_mean)) if a >= target - 1e-9]
     return int(hits[0]) if hits else None
-
-
-def read_zeroshot_accuracy(path: str | Path) -> float:
-    """The zero-shot baseline's accuracy from rule zeroshot's metrics.json (condition none),
-    checked (:func:`explainbench.files.read_metrics`)."""
-    metrics = read_metrics(path)
-    for key, wanted in (("method", "zeroshot"), ("condition", "none")):
-        if metrics[key] != wanted:
-            raise DataError(f"{path}, field {key!r}: {metrics[key]!r}; the zero-shot baseline is {wanted!r}")
-    return float(metrics["accuracy"])
 
 
 def run(job) -> pd.DataFrame:

@@ -17,7 +17,7 @@ import pandas as pd
 
 from ..errors import DataError
 from ..files import PHRASE_COLUMNS, read_curve, read_metrics, read_phrases
-from ..plr.curve import smallest_n_reaching
+from ..plr.curve import curve_summary, smallest_n_reaching
 from ..provenance import config_hash
 from .render import Document, fmt, write_report
 
@@ -58,10 +58,7 @@ def _zeroshot_references(paths: Sequence[str | Path]) -> dict[str, dict[str, tup
 def _curve_rows(curve: pd.DataFrame, refs: dict[str, tuple[float, str]], llms: list[str]) -> list[dict]:
     """One curve's rows: the draws of each n per class summarised, with the zero-shot references."""
     dataset, model = curve["dataset"].iloc[0], curve["model"].iloc[0]
-    agg = (curve.groupby("n_per_class")
-           .agg(n_draws=("draw", "nunique"), accuracy_mean=("accuracy", "mean"), accuracy_std=("accuracy", "std"),
-                macro_f1_mean=("macro_f1", "mean"), macro_f1_std=("macro_f1", "std"), C_median=("C", "median"))
-           .reset_index().sort_values("n_per_class"))
+    agg = curve_summary(curve)
     reach = {}
     for llm in llms:
         acc = refs.get(llm, (float("nan"), ""))[0]
