@@ -92,21 +92,11 @@ class Job:
                    wildcards=dict(smk.wildcards.items()), settings=rule_settings(smk.config, smk.rule),
                    threads=int(smk.threads), log=smk.log[0] if smk.log else None, rule=smk.rule)
 
-    @property
-    def dataset(self) -> str:
-        return self.wildcards["dataset"]
-
-    @property
-    def dataset_spec(self) -> dict:
-        return self.config["datasets"][self.dataset]
-
-    @property
-    def model(self) -> str:
-        return self.wildcards["model"]
-
-    @property
-    def model_spec(self) -> dict:
-        return self.config["models"][self.model]
+    # the job's dataset and model: their wildcards, and their validated config entries
+    dataset = property(lambda self: self.wildcards["dataset"])
+    model = property(lambda self: self.wildcards["model"])
+    dataset_spec = property(lambda self: self.config["datasets"][self.dataset])
+    model_spec = property(lambda self: self.config["models"][self.model])
 
     def wildcard_int(self, name: str) -> int:
         return int(self.wildcards[name])
