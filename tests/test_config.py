@@ -20,7 +20,7 @@ def default_config() -> dict:
 def test_both_configs_validate_and_fill_defaults():
     cfg = load_config(ROOT / "config" / "config.yaml")
     assert cfg["models"]["smollm2"]["tensor_parallel_size"] == 1          # model default
-    assert cfg["datasets"]["demo_nli"]["split"]["seed"] == 0
+    assert cfg["datasets"]["esnli"]["split"]["seed"] == 0
     assert cfg["explain"]["show_label"] is True                              # section default
     assert cfg["finetune"]["template"].startswith("{premise}")
     paper = load_config(ROOT / "config" / "paper.yaml")
@@ -40,8 +40,8 @@ def test_both_configs_validate_and_fill_defaults():
      r"config key explain.explainers: unknown model 'gpt5'; defined: \['minilm', 'smollm2'\]"),
     (lambda c: c["finetune"].update(encoders=["smollm2"]),
      r"config key finetune.encoders: model 'smollm2' is kind 'causal', needs 'encoder'"),
-    (lambda c: c["datasets"]["demo_nli"].update(format="xlsx"), r"config key datasets.demo_nli.format: 'xlsx' is not allowed"),
-    (lambda c: c["datasets"]["demo_nli"]["split"].update(dev=0.5, test=0.6), r"datasets.demo_nli.split: dev \+ test must be below 1"),
+    (lambda c: c["datasets"]["esnli"].update(format="xlsx"), r"config key datasets.esnli.format: 'xlsx' is not allowed"),
+    (lambda c: c["datasets"]["esnli"]["split"].update(dev=0.5, test=0.6), r"datasets.esnli.split: dev \+ test must be below 1"),
 ])
 def test_bad_keys_are_named(default_config, edit, message):
     cfg = copy.deepcopy(default_config)

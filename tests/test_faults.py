@@ -21,7 +21,7 @@ NLI = "results/data/demo_nli/summary.json"
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    return copy_workflow(tmp_path_factory.mktemp("faults") / "repo")
+    return copy_workflow(tmp_path_factory.mktemp("faults") / "repo", demo=True)
 
 
 def _wait_for(predicate, timeout: float, what: str):

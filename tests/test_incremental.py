@@ -37,7 +37,7 @@ def _write_config(workdir: Path, name: str, change) -> str:
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     """The default workflow with its data stage run for real and every later job recorded done."""
-    workdir = copy_workflow(tmp_path_factory.mktemp("incremental") / "repo")
+    workdir = copy_workflow(tmp_path_factory.mktemp("incremental") / "repo", demo=True)
     run_snakemake(workdir, ["--cores", "2", *DATA_TARGETS], timeout=600, check=True)
     jobs = planned_jobs(workdir)
     assert {j.rule for j in jobs} >= {"explain", "finetune", "zeroshot", "embed", "plr_curve", "score_explanations"}

@@ -311,7 +311,7 @@ def test_snakemake_runs_embed_curve_and_explain_on_the_demo(tmp_path):
     from support.ops import copy_workflow
     from plr_support import ROOT, demo_model
 
-    work = copy_workflow(tmp_path / "repo", ROOT)
+    work = copy_workflow(tmp_path / "repo", ROOT, demo=True)
     (work / "resources" / "models").mkdir(parents=True)
     (work / "resources" / "models" / "all-MiniLM-L6-v2").symlink_to(demo_model("all-MiniLM-L6-v2"))
     config = yaml.safe_load((work / "config" / "config.yaml").read_text())

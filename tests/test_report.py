@@ -554,3 +554,9 @@ def test_default_pipeline_end_to_end(default_run):
     cfg = load_config(default_run.root / default_run.configfile)
     check_report_outputs(default_run.root, cfg)
     render_report(default_run.root, [*TRIGGERS, "--configfile", default_run.configfile])
+    # the study's main effect on real e-SNLI: the human explanation lifts the fine-tuned encoder,
+    # and the paired interval of the difference from no explanation excludes 0
+    cls = read_table(default_run.root / "results/tables/classification.csv")
+    human = cls[(cls["method"] == "finetune") & (cls["condition"] == "human")]
+    assert len(human) == 1, cls
+    assert human["diff_ci_low"].iloc[0] > 0, human.to_dict("records")

@@ -82,7 +82,7 @@ def test_the_default_config_runs_to_the_end_through_sbatch(cluster, default_run)
         assert finished[jobid]["JobState"] == "COMPLETED", finished[jobid]
         assert finished[jobid]["Partition"] == partition
     # the rules' own logs were written by the jobs
-    assert "demo_sentiment" in (workdir / "logs" / "prepare_data" / "demo_sentiment.log").read_text()
+    assert "esnli" in (workdir / "logs" / "prepare_data" / "esnli.log").read_text()
     assert (workdir / "results" / "tables" / "classification.csv").exists()
 
     # a second run has nothing to submit
@@ -101,8 +101,8 @@ def test_tensor_parallel_size_sets_the_gpus_a_job_asks_for(cluster, default_run)
     config["models"]["small"] = {**encoder, "tensor_parallel_size": 1}
     config["slurm"] = {"gpu_rules_use_gpus": True}
     (workdir / "config" / "slurm_gpu.yaml").write_text(yaml.safe_dump(config))
-    targets = ["results/embeddings/demo_sentiment/big/embeddings.npz",
-               "results/embeddings/demo_sentiment/small/embeddings.npz"]
+    dataset = config["plr"]["datasets"][0]
+    targets = [f"results/embeddings/{dataset}/big/embeddings.npz", f"results/embeddings/{dataset}/small/embeddings.npz"]
 
     # targets first: --rerun-triggers takes every word after it
     proc = run_snakemake(workdir, [*targets, "--profile", "profiles/slurm", "--configfile", "config/slurm_gpu.yaml",

@@ -2,16 +2,17 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from support.ops import copy_workflow as copy_workflow_with
+
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-STAGES = {"demo_data", "prepare_data", "explain", "score_explanations", "finetune", "zeroshot",
+STAGES = {"prepare_data", "explain", "score_explanations", "finetune", "zeroshot",
           "embed", "plr_curve", "plr_explain", "quality_table", "classification_table", "plr_table"}
 
 
@@ -30,8 +31,10 @@ def test_default_config_dry_run_has_every_stage():
     assert result.returncode == 0, result.stderr + result.stdout
     counts = job_counts(result.stdout)
     assert STAGES <= set(counts), f"missing stages: {STAGES - set(counts)}"
-    # 1 dataset x 1 explainer x 2 shot settings (each job writes the 3 splits), scored on test
-    assert counts["explain"] == 2 and counts["score_explanations"] == 2
+    # 1 dataset x 1 explainer x 1 shot setting (each job writes the 3 splits), scored on test
+    assert counts["explain"] == 1 and counts["score_explanations"] == 1
+    # none, human and the LLM's explanation: a fine-tuning job and a zero-shot job each
+    assert counts["finetune"] == 3 and counts["zeroshot"] == 3
 
 
 def test_paper_config_dry_run_is_the_full_grid():
@@ -54,11 +57,8 @@ def test_bad_config_stops_snakemake_with_the_key_named(tmp_path):
 
 
 def copy_workflow(dest: Path) -> Path:
-    """A runnable copy of the workflow (demo models linked, not copied)."""
-    for name in ("Snakefile", "workflow", "scripts", "src", "config", "profiles", "envs"):
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / name)
-    (dest / "resources").mkdir()
+    """A runnable copy of the workflow on the template-data config (demo models linked, not copied)."""
+    copy_workflow_with(dest, ROOT, demo=True)
     if (ROOT / "resources" / "models").exists():
         (dest / "resources" / "models").symlink_to(ROOT / "resources" / "models")
     return dest

@@ -304,11 +304,16 @@ def check_rule_envs(rules: Iterable[RuleInfo], src_dir: str | Path = REPO / "src
 
 
 # ----------------------------------------------------------------------------- running Snakemake
-WORKFLOW_PARTS = ("Snakefile", "workflow", "scripts", "src", "config", "profiles", "envs")
+WORKFLOW_PARTS = ("Snakefile", "workflow", "scripts", "src", "config", "profiles", "envs", "resources/esnli")
+# The template-data config (demo_nli, demo_sentiment: datasets the pipeline generates in seconds)
+# for tests of the DAG's plumbing: incremental re-runs, faults, SLURM, env audits.
+DEMO_CONFIG = Path(__file__).with_name("demo_config.yaml")
 
 
-def copy_workflow(dest: str | Path, repo: str | Path = REPO, parts: Sequence[str] = WORKFLOW_PARTS) -> Path:
-    """Copy what a Snakemake run needs (no results, logs, models or .snakemake) into ``dest``."""
+def copy_workflow(dest: str | Path, repo: str | Path = REPO, parts: Sequence[str] = WORKFLOW_PARTS, *,
+                  demo: bool = False) -> Path:
+    """Copy what a Snakemake run needs (no results, logs, models or .snakemake) into ``dest``;
+    with ``demo``, the copy's config/config.yaml is the template-data config (``DEMO_CONFIG``)."""
     repo, dest = Path(repo), Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".snakemake", "results", "logs")
@@ -318,6 +323,8 @@ def copy_workflow(dest: str | Path, repo: str | Path = REPO, parts: Sequence[str
             shutil.copytree(src, dest / part, ignore=ignore, dirs_exist_ok=True)
         elif src.exists():
             shutil.copy2(src, dest / part)
+    if demo:
+        shutil.copy2(DEMO_CONFIG, dest / "config" / "config.yaml")
     return dest
 
 
