@@ -14,7 +14,11 @@ sys.path.insert(0, SRC)
 # library through PYTHONPATH, whichever environment runs them.
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
 
-from explainbench.config import validate_config  # noqa: E402
+from explainbench.config import check_config_files, validate_config  # noqa: E402
+
+# Snakemake's reader keeps the last of two equal keys and names no line: read the files again
+# strictly (a syntax error or a key defined twice names the file and line).
+check_config_files(workflow.overwrite_configfiles or ["config/config.yaml"])
 
 # The default config, unless --configfile names another: then that file alone is the config
 # (Snakemake would otherwise merge it into the default's registries).

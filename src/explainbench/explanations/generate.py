@@ -21,7 +21,10 @@ assistant turn.
 
 Generation is written in chunks to ``<output>.partial/``; a run that is killed resumes
 after its last finished chunk and never generates a finished example again. The output
-file appears (atomically) only when every example has its explanation.
+file appears (atomically) only when every example has its explanation. Inside a job
+(:func:`run`), every split's chunks stay until all three splits are written: Snakemake deletes
+all outputs of a job that dies, so a finished split is rebuilt from its chunks, not generated
+again (:mod:`explainbench.engines.checkpoint`).
 """
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..engines import Backend, open_backend, prompt_hash
+from ..engines.checkpoint import job_checkpoint, remove_when_done
 from ..errors import DataError, ExplainBenchError
 from ..files import write_explanations
 from ..io import read_jsonl, write_json, write_jsonl
@@ -271,8 +275,9 @@ def explain_records(records: Sequence[dict], backend: Backend, prompting: Prompt
     if empty:
         log.warning("%s: %d of %d explanations are empty", where, empty, total)
     write_explanations(rows, output)
-    shutil.rmtree(partial, ignore_errors=True)
-    log.info("%s: wrote %d explanations to %s", where, total, output)
+    remove_when_done(partial)  # inside a job: when all of its outputs are written
+    log.info("%s: wrote %d explanations to %s (%d generated now, %d from earlier chunks)", where, total, output,
+             len(todo), total - len(todo))
     return rows
 
 
@@ -299,7 +304,7 @@ def run(job) -> dict[str, list[dict]]:
     log.info("template %s; %d train examples; model %s (%s)", template["__file__"], len(train), job.model,
              job.model_spec["backend"])
     out: dict[str, list[dict]] = {}
-    with open_backend(job.model_spec, job.model) as backend:
+    with job_checkpoint(job.output["test"]), open_backend(job.model_spec, job.model) as backend:
         for split in ("test", "dev", "train"):
             records = read_jsonl(job.input[split])
             log.info("split %s: %d examples -> %s", split, len(records), job.output[split])

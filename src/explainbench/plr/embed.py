@@ -24,6 +24,7 @@ import numpy as np
 
 from ..data import input_text
 from ..engines import open_backend
+from ..engines.checkpoint import job_checkpoint
 from ..files import EmbeddingError, Embeddings, write_embeddings
 from ..io import read_jsonl
 from ..prompts import fill, load_template
@@ -155,10 +156,11 @@ def embed_splits(embedder: Embedder, splits: dict[str, list[dict]]) -> Embedding
 def run(job) -> Embeddings:
     """Rule ``embed``: read the split files, embed train and test once, write the npz."""
     splits = {name: read_jsonl(job.input[name]) for name in SPLITS}
-    with open_backend(job.model_spec, job.model) as backend:
-        emb = embed_splits(Embedder.for_job(job, backend), splits)
-    emb.meta["dataset"] = job.dataset
     out = job.output["embeddings"]
-    write_embeddings(emb, out)
-    log.info("wrote %s: %d x %d", out, *emb.vectors.shape)
+    with job_checkpoint(out) as checkpoint, open_backend(job.model_spec, job.model) as backend:
+        engine = checkpoint.wrap(backend)  # a job that dies keeps every finished chunk's vectors
+        emb = embed_splits(Embedder.for_job(job, engine), splits)
+        emb.meta["dataset"] = job.dataset
+        write_embeddings(emb, out)
+        log.info("wrote %s: %d x %d; %s", out, *emb.vectors.shape, engine.report())
     return emb
