@@ -14,7 +14,7 @@ sys.path.insert(0, SRC)
 # library through PYTHONPATH, whichever environment runs them.
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
 
-from explainbench.config import check_config_files, validate_config  # noqa: E402
+from explainbench.config import check_config_files, check_local_paths, validate_config  # noqa: E402
 
 # Snakemake's reader keeps the last of two equal keys and names no line: read the files again
 # strictly (a syntax error or a key defined twice names the file and line).
@@ -28,6 +28,7 @@ if not workflow.overwrite_configfiles:
 
 
 config.update(validate_config(config))  # in place: every rule and script sees the filled-in defaults
+check_local_paths(config)  # model folders exist here (a typo is not a hub id)
 
 
 include: "workflow/rules/common.smk"

@@ -236,10 +236,6 @@ def _model_problems(config: dict) -> list[str]:
             problems.append(f"config key models.{name}.api_key_env: holds something that is not the name of an "
                             "environment variable and looks like an API key (the value is not shown). Put the key "
                             "in an environment variable and name the variable here, e.g. api_key_env: OPENAI_API_KEY")
-        elif model["backend"] != "openai":
-            problem = model_path_problem(name, model["path"], models)
-            if problem:
-                problems.append(problem)
     explain = config["explain"]
     for name in explain["explainers"]:
         limit = models.get(name, {}).get("max_model_len")
@@ -251,6 +247,18 @@ def _model_problems(config: dict) -> list[str]:
         problems.append(f"config key quality.judge: model {judge!r} is kind {models[judge]['kind']!r}; the G-Eval "
                         "judge rates explanations by next-token probabilities and needs a causal LM")
     return problems
+
+
+def check_local_paths(config: dict) -> None:
+    """The checks of a validated config against this machine's files (the Snakefile and
+    :func:`load_config` call it; :func:`validate_config` does not, so a config that describes
+    another machine's folders still validates): every model path is a folder here or a hub id
+    (:func:`model_path_problem`)."""
+    models = config["models"]
+    problems = [problem for name, model in models.items() if model["backend"] != "openai"
+                for problem in [model_path_problem(name, model["path"], models)] if problem]
+    if problems:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
 
 
 def _stage_problems(config: dict) -> list[str]:
@@ -340,6 +348,8 @@ def load_config(path: str | Path, overrides: dict | None = None) -> dict:
         raise ConfigError(f"{path}: expected a mapping of config keys at the top level")
     config.update(overrides or {})
     try:
-        return validate_config(config)
+        config = validate_config(config)
+        check_local_paths(config)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
+    return config

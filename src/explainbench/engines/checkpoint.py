@@ -182,6 +182,9 @@ class CheckpointedBackend(Backend):
     def option_ids(self, option):
         return self.inner.option_ids(option)
 
+    def check_fits(self, prompts, reserve, ids, where):
+        self.inner.check_fits(prompts, reserve, ids, where)
+
     def _through(self, method: str, items: Sequence, args: dict, call: Callable[[list], np.ndarray]) -> np.ndarray:
         keys = [_key(self._model_key, method, item, args) for item in items]
         answers = self.checkpoint.answers()

@@ -304,9 +304,12 @@ def run(job) -> dict[str, list[dict]]:
     log.info("template %s; %d train examples; model %s (%s)", template["__file__"], len(train), job.model,
              job.model_spec["backend"])
     out: dict[str, list[dict]] = {}
+    splits = {split: read_jsonl(job.input[split]) for split in ("test", "dev", "train")}
     with job_checkpoint(job.output["test"]), open_backend(job.model_spec, job.model) as backend:
-        for split in ("test", "dev", "train"):
-            records = read_jsonl(job.input[split])
+        for split, records in splits.items():  # before the engine starts: every split's prompts fit
+            backend.check_fits(build_prompts(records, prompting, settings), settings.max_new_tokens,
+                               [r["id"] for r in records], str(job.input[split]))
+        for split, records in splits.items():
             log.info("split %s: %d examples -> %s", split, len(records), job.output[split])
             meta = {"model": job.model, "dataset": job.dataset, "split": split,
                     "model_spec": generation_spec(job.model_spec)}

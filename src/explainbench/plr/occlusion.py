@@ -33,7 +33,7 @@ from ..files import check_against_splits, read_embeddings, write_phrases, write_
 from ..io import read_jsonl
 from ..splits import sample_per_class
 from .classifier import PLRClassifier, PLRSettings, fit_draw
-from .embed import Embedder
+from .embed import Embedder, check_plr_sizes
 
 if TYPE_CHECKING:
     from ..files import Embeddings
@@ -210,6 +210,7 @@ def run(job) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Rule ``plr_explain``: phrases.csv and stability.csv for one dataset x model."""
     path = job.input["embeddings"]
     splits = {"train": read_jsonl(job.input["train"]), "test": read_jsonl(job.input["test"])}
+    check_plr_sizes(job, splits["train"])
     emb = read_embeddings(path)
     check_against_splits(emb, splits, path)
     settings = ExplainSettings.from_settings(job.settings)
