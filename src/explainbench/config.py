@@ -7,7 +7,7 @@ import functools
 import os
 import re
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import jsonschema
 import yaml
@@ -84,6 +84,53 @@ def check_config_files(paths: Iterable[str | Path]) -> None:
     Snakemake loads, whose own reader keeps the last of two equal keys."""
     for path in paths:
         read_yaml(path)
+
+
+def key_lines(path: str | Path) -> dict[str, int]:
+    """Dotted key -> the line that sets it, for every mapping key of a YAML file."""
+    lines: dict[str, int] = {}
+
+    def walk(node, prefix: str) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                dotted = f"{prefix}{key.value}"
+                lines[dotted] = key.start_mark.line + 1
+                walk(value, dotted + ".")
+
+    try:
+        walk(yaml.compose(Path(path).read_text(encoding="utf-8"), Loader=yaml.SafeLoader), "")
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        pass
+    return lines
+
+
+def _located(err: ConfigError, files: Sequence[str | Path]) -> ConfigError:
+    """``err`` with the file and line of each config key it names (the last file that sets the
+    key, or the nearest enclosing key it sets, as later config files override earlier ones)."""
+    where = [(str(f), key_lines(f)) for f in files]
+
+    def place(match: re.Match) -> str:
+        parts = match.group(1).split(".")
+        for n in range(len(parts), 0, -1):
+            found = [(f, lines[".".join(parts[:n])]) for f, lines in where if ".".join(parts[:n]) in lines]
+            if found:
+                file = "" if len(where) == 1 else f"{found[-1][0]}, "
+                return f"{match.group(0)} ({file}line {found[-1][1]})"
+        return match.group(0)
+
+    text = re.sub(r"config key ([A-Za-z0-9_.-]+[A-Za-z0-9_-])", place, str(err))
+    return ConfigError(f"{where[0][0]}: {text}" if len(where) == 1 else text)
+
+
+def validate_config_files(config: dict[str, Any], files: Sequence[str | Path]) -> dict[str, Any]:
+    """:func:`validate_config` and :func:`check_local_paths` of a config read from ``files``;
+    an error names the file and line of each bad key."""
+    try:
+        config = validate_config(config)
+        check_local_paths(config)
+    except ConfigError as err:
+        raise _located(err, files) from None
+    return config
 
 
 # ----------------------------------------------------------------------------- validating
@@ -347,9 +394,4 @@ def load_config(path: str | Path, overrides: dict | None = None) -> dict:
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: expected a mapping of config keys at the top level")
     config.update(overrides or {})
-    try:
-        config = validate_config(config)
-        check_local_paths(config)
-    except ConfigError as err:
-        raise ConfigError(f"{path}: {err}") from None
-    return config
+    return validate_config_files(config, [path])

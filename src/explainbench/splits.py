@@ -72,12 +72,16 @@ def check_design(records: list[dict], spec: dict, name: str, rows: dict[str, str
     counts: dict[str, list[str]] = {}
     for rec in records:
         counts.setdefault(rec["label"], []).append(rec["id"])
+    dev, test = spec["split"]["dev"], spec["split"]["test"]
+    need = next(n for n in range(3, 10_000) if min(split_sizes(n, dev, test)) >= 1)
+    if len(records) < need:
+        at = ", ".join(rows.get(r["id"], r["id"]) for r in records[:5])
+        raise DataError(f"{where}: only {len(records)} row(s) ({at}); a stratified split with dev {dev} and test "
+                        f"{test} (datasets.{name}.split) needs at least {need} per class")
     never = [label for label in spec["labels"] if label not in counts]
     if never:
         raise DataError(f"{where}: label(s) {never} of datasets.{name}.labels never occur in the file's "
                         f"{len(records)} row(s); found {sorted(counts)}. Fix the data or the labels list")
-    dev, test = spec["split"]["dev"], spec["split"]["test"]
-    need = next(n for n in range(3, 10_000) if min(split_sizes(n, dev, test)) >= 1)
     for label, ids in sorted(counts.items()):
         if len(ids) < need:
             at = ", ".join(rows.get(i, i) for i in ids[:5])
