@@ -395,3 +395,24 @@ def load_config(path: str | Path, overrides: dict | None = None) -> dict:
         raise ConfigError(f"{path}: expected a mapping of config keys at the top level")
     config.update(overrides or {})
     return validate_config_files(config, [path])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m explainbench.config FILE...``: read and validate config files as a run would,
+    printing what is wrong with the file, line and key (Snakemake's own reader of a
+    ``--configfile`` names no line)."""
+    import sys
+
+    failed = 0
+    for path in (sys.argv[1:] if argv is None else argv):
+        try:
+            load_config(path)
+            print(f"{path}: valid")
+        except ConfigError as err:
+            print(err, file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
