@@ -94,7 +94,11 @@ class Backend(ABC):
         if self._tokenizer is None:
             from transformers import AutoTokenizer
 
-            self._tokenizer = AutoTokenizer.from_pretrained(self.spec["path"])
+            try:
+                self._tokenizer = AutoTokenizer.from_pretrained(self.spec["path"])
+            except (OSError, ValueError) as err:
+                raise BackendError(f"model {self.name!r}: cannot load a tokenizer from {self.spec['path']!r} "
+                                   f"(models.{self.name}.path): {err}") from None
         return self._tokenizer
 
     def render(self, prompt: Messages | str) -> str:

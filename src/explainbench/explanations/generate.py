@@ -245,12 +245,13 @@ def explain_records(records: Sequence[dict], backend: Backend, prompting: Prompt
         t0 = time.time()
         backend.start()  # so that `seconds` and examples/s leave the engine's start-up out
         log.info("%s: engine ready in %.1fs", where, time.time() - t0)
-    t_start = time.time()
+    t_start, calls = time.time(), 0
     for start in range(0, len(todo), chunk_size):
         chunk = todo[start:start + chunk_size]
         t0 = time.time()
         gens = backend.generate([prompts[i] for i in chunk], max_new_tokens=settings.max_new_tokens,
                                 temperature=settings.temperature, seed=seed)
+        calls += 1
         if len(gens) != len(chunk):
             raise ExplainError(f"{where}: the backend returned {len(gens)} generations for {len(chunk)} prompts")
         seconds = (time.time() - t0) / len(chunk)
@@ -276,8 +277,8 @@ def explain_records(records: Sequence[dict], backend: Backend, prompting: Prompt
         log.warning("%s: %d of %d explanations are empty", where, empty, total)
     write_explanations(rows, output)
     remove_when_done(partial)  # inside a job: when all of its outputs are written
-    log.info("%s: wrote %d explanations to %s (%d generated now, %d from earlier chunks)", where, total, output,
-             len(todo), total - len(todo))
+    log.info("%s: wrote %d explanations to %s (%d generated now in %d engine call(s), %d from earlier chunks)",
+             where, total, output, len(todo), calls, total - len(todo))
     return rows
 
 
