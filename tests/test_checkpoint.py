@@ -24,6 +24,7 @@ from explainbench.workflow import Job, rule_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 NLI = ["entailment", "neutral", "contradiction"]
+WORDS = {"entailment": "yes", "neutral": "maybe", "contradiction": "no"}  # one token each: one forward pass a prompt
 
 
 class Counting(Backend):
@@ -72,26 +73,27 @@ def smollm2(smollm2_path):
     backend.close()
 
 
+@pytest.mark.slow
 def test_a_second_try_asks_the_engine_only_for_the_prompts_not_answered(tmp_path, smollm2):
     from explainbench.classify.zeroshot import Settings, classify, verbalizers
     from explainbench.prompts import load_template
 
-    records = _rows(3)  # 9 examples, in batches of 2: 5 engine calls
+    records = _rows(2)[:5]  # 5 examples, in batches of 2: 3 engine calls
     template = load_template(ROOT / "config" / "prompts", "classify", "mine", "nli")
-    words, settings = verbalizers(NLI, {}), Settings(min_label_mass=0.0, batch_size=2)
+    words, settings = verbalizers(NLI, WORDS), Settings(min_label_mass=0.0, batch_size=2)
     folder = tmp_path / "predictions.csv.partial"
 
-    dying = Counting(smollm2, fail_after_calls=3)
+    dying = Counting(smollm2, fail_after_calls=2)
     with pytest.raises(RuntimeError, match="killed"):
         classify(CheckpointedBackend(dying, Checkpoint(folder)), records, template, words, settings,
                  with_explanation=False)
-    assert dying.items == 6 and len(list(folder.glob("calls-*.npz"))) == 3
+    assert dying.items == 4 and len(list(folder.glob("calls-*.npz"))) == 2
 
     again = Counting(smollm2)
     engine = CheckpointedBackend(again, Checkpoint(folder))
     preds, probs, _ = classify(engine, records, template, words, settings, with_explanation=False)
-    assert (again.calls, again.items) == (2, 3)  # batches of 2: the 3 unanswered prompts, in two calls
-    assert (engine.computed, engine.reused, engine.engine_calls) == (3, 6, 2)
+    assert (again.calls, again.items) == (1, 1)  # the one unanswered prompt
+    assert (engine.computed, engine.reused, engine.engine_calls) == (1, 4, 1)
     direct = classify(smollm2, records, template, words, settings, with_explanation=False)
     assert preds == direct[0]
     np.testing.assert_allclose(probs, direct[1], atol=1e-6)  # stored answers are the engine's own
@@ -147,51 +149,53 @@ def _fail_then_resume(job: Job, run, blocked: str, caplog) -> list[str]:
     return engines_started()[len(before):]
 
 
-@pytest.mark.slow
-def test_zeroshot_stage_resumes_without_starting_its_engine(tmp_path, smollm2_path, caplog):
-    from explainbench.classify import zeroshot
-
-    caplog.set_level(logging.INFO, logger="explainbench")
-    write_jsonl(_rows(2), tmp_path / "test.jsonl")
-    config = _config({"smollm2": causal_spec(smollm2_path, backend="transformers", batch_size=4)},
-                     zeroshot={"batch_size": 2}, report={"bootstrap": 10})
-    job = _job(tmp_path, "zeroshot", config, {"model": "smollm2", "condition": "none"},
-               [("predictions", "csv"), ("metrics", "json")], {"test": str(tmp_path / "test.jsonl"), "explanations": []})
-    assert _fail_then_resume(job, zeroshot.run, "metrics", caplog) == []
-    assert "model smollm2: 0 prompt(s) computed in 0 engine call(s), 6 answered from the checkpoint" in caplog.text
+def _zeroshot(tmp: Path, models: dict):
+    write_jsonl(_rows(2), tmp / "test.jsonl")
+    config = _config({"smollm2": causal_spec(models["smollm2"], backend="transformers", batch_size=4)},
+                     zeroshot={"batch_size": 2, "verbalizers": {"mine": WORDS}}, report={"bootstrap": 10})
+    job = _job(tmp, "zeroshot", config, {"model": "smollm2", "condition": "none"},
+               [("predictions", "csv"), ("metrics", "json")], {"test": str(tmp / "test.jsonl"), "explanations": []})
+    return job, "classify.zeroshot", "model smollm2: 0 prompt(s) computed in 0 engine call(s), 6 answered from the checkpoint"
 
 
-@pytest.mark.slow
-def test_embed_stage_resumes_without_starting_its_engine(tmp_path, minilm_path, caplog):
-    from explainbench.plr import embed
-
-    caplog.set_level(logging.INFO, logger="explainbench")
+def _embed(tmp: Path, models: dict):
     rows = _rows(6)
-    write_jsonl(rows[::2], tmp_path / "train.jsonl")
-    write_jsonl(rows[1::2], tmp_path / "test.jsonl")
-    config = _config({"minilm": encoder_spec(minilm_path)}, plr={"embed_chunk_size": 4, "n_per_class": [2]})
-    job = _job(tmp_path, "embed", config, {"model": "minilm"}, [("embeddings", "npz")],
-               {"train": str(tmp_path / "train.jsonl"), "test": str(tmp_path / "test.jsonl")})
-    assert _fail_then_resume(job, embed.run, "embeddings", caplog) == []
-    assert "0 prompt(s) computed in 0 engine call(s), 18 answered from the checkpoint" in caplog.text
+    write_jsonl(rows[::2], tmp / "train.jsonl")
+    write_jsonl(rows[1::2], tmp / "test.jsonl")
+    config = _config({"minilm": encoder_spec(models["minilm"])}, plr={"embed_chunk_size": 4, "n_per_class": [2]})
+    job = _job(tmp, "embed", config, {"model": "minilm"}, [("embeddings", "npz")],
+               {"train": str(tmp / "train.jsonl"), "test": str(tmp / "test.jsonl")})
+    return job, "plr.embed", "model minilm: 0 prompt(s) computed in 0 engine call(s), 18 answered from the checkpoint"
 
 
-@pytest.mark.slow
-def test_scoring_stage_resumes_without_starting_its_engines(tmp_path, minilm_path, caplog):
-    from explainbench.explanations import scoring
-
-    caplog.set_level(logging.INFO, logger="explainbench")
+def _scoring(tmp: Path, models: dict):
     refs = _rows(4)
-    write_jsonl(refs, tmp_path / "test.jsonl")
+    write_jsonl(refs, tmp / "test.jsonl")
     write_explanations([{"id": r["id"], "text": f"the person walks to the shop, so {r['label']} .", "prompt_hash": "-",
                          "finish_reason": "stop", "prompt_tokens": 1, "completion_tokens": 1, "seconds": 0.0,
                          "model": "m", "dataset": "mine", "shots": 0, "seed": 0, "split": "test"} for r in refs],
-                       tmp_path / "explanations.jsonl")
-    config = _config({"minilm": encoder_spec(minilm_path)},
+                       tmp / "explanations.jsonl")
+    config = _config({"minilm": encoder_spec(models["minilm"])},
                      quality={"bertscore": {"model": "minilm", "num_layers": 6}, "mauve": {"model": "minilm"},
                               "bootstrap": 10})
-    job = _job(tmp_path, "score_explanations", config, {"model": "m", "shots": "0", "seed": "0"},
+    job = _job(tmp, "score_explanations", config, {"model": "m", "shots": "0", "seed": "0"},
                [("per_example", "csv"), ("corpus", "csv")],
-               {"explanations": str(tmp_path / "explanations.jsonl"), "references": str(tmp_path / "test.jsonl")})
-    assert _fail_then_resume(job, scoring.run, "corpus", caplog) == []  # neither BERTScore nor MAUVE's encoder
-    assert "bertscore already computed; read from the checkpoint" in caplog.text
+               {"explanations": str(tmp / "explanations.jsonl"), "references": str(tmp / "test.jsonl")})
+    return job, "explanations.scoring", "bertscore already computed; read from the checkpoint"
+
+
+STAGES = {"zeroshot": _zeroshot, "embed": _embed, "score_explanations": _scoring}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_a_failed_stage_resumes_without_starting_an_engine(stage, tmp_path, smollm2_path, minilm_path, caplog):
+    """The second try of zeroshot, embed and score_explanations (BERTScore and MAUVE's encoder)
+    answers everything from the checkpoint: no engine starts."""
+    import importlib
+
+    caplog.set_level(logging.INFO, logger="explainbench")
+    job, module, said = STAGES[stage](tmp_path, {"smollm2": smollm2_path, "minilm": minilm_path})
+    last = list(job.output)[-1]
+    assert _fail_then_resume(job, importlib.import_module(f"explainbench.{module}").run, last, caplog) == []
+    assert said in caplog.text
