@@ -329,3 +329,37 @@ def test_bad_input_is_named_before_any_engine_starts(case, tmp_path, smollm2_pat
     assert engines_started() == before, f"{case.name}: an engine started: {engines_started()[len(before):]}"
     if isinstance(err.value, ConfigError):
         assert "Traceback" not in message
+
+
+# ----------------------------------------------------------------------------- through Snakemake
+SNAKEMAKE_CASES = {
+    "a planted API key": (lambda text: text + "  gpt:\n    path: gpt-4o-mini\n    backend: openai\n"
+                          "    api_base: https://api.openai.com/v1\n    api_key_env: " + SECRET + "\n",
+                          r"config key models\.gpt\.api_key_env \(line \d+\): .*the value is not shown"),
+    "a model defined twice": (lambda text: text.replace("  minilm:\n", "  smollm2:\n    path: x\n  minilm:\n", 1),
+                              r"key\.yaml, line \d+: key 'smollm2' is defined twice \(first at line \d+\)"),
+    "a local path typo": (lambda text: text.replace("path: resources/models/SmolLM2", "path: models/SmolLM2", 1),
+                          r"key\.yaml: invalid config:\n  config key models\.smollm2\.path \(line \d+\): no folder "
+                          r"'models/SmolLM2-135M-Instruct'"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(SNAKEMAKE_CASES))
+def test_snakemake_stops_before_any_job_and_never_shows_a_key(case, tmp_path):
+    """The Snakefile reads the config file strictly and checks it before building the DAG: the
+    message names the file, line and key, nothing runs, and a planted key is written nowhere."""
+    from support.ops import copy_workflow, run_snakemake
+
+    root = copy_workflow(tmp_path / "repo")
+    models = DEFAULT_TEXT.index("explain:")  # the models section ends where explain begins
+    edit, expected = SNAKEMAKE_CASES[case]
+    (root / "config" / "key.yaml").write_text(edit(DEFAULT_TEXT[:models]) + DEFAULT_TEXT[models:])
+    proc = run_snakemake(root, ["-n", "--cores", "1", "--configfile", "config/key.yaml"], timeout=300)
+    assert proc.returncode != 0
+    assert re.search(expected, proc.stdout), proc.stdout[-3000:]
+    assert "Building DAG of jobs" not in proc.stdout
+    assert SECRET not in proc.stdout
+    written = [p for p in root.rglob("*") if p.is_file() and p.name != "key.yaml"
+               and SECRET.encode() in p.read_bytes()]
+    assert not written, written
