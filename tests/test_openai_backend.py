@@ -308,8 +308,8 @@ def test_gives_up_after_max_retries_with_a_clear_error(server, prompts, caplog):
     caplog.set_level(logging.DEBUG)
     with FaultProxy(server["base"], plan=[500] * 10) as proxy:
         backend = _backend(proxy.base, SERVED_NAME, max_retries=2)
-        with pytest.raises(BackendError, match=r"model 'served': .*chat/completions failed after 3 attempt\(s\): "
-                                               r"HTTP 500: injected fault") as err:
+        with pytest.raises(BackendError, match=rf"model 'served' \('{SERVED_NAME}'\): .*chat/completions failed after 3 "
+                                               r"attempt\(s\): HTTP 500: injected fault") as err:
             backend.generate(prompts[:1], max_new_tokens=8)
         assert proxy.seen == 3
         backend.close()

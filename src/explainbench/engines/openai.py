@@ -32,7 +32,8 @@ import os
 import random
 import threading
 import time
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -164,7 +165,7 @@ class OpenAIBackend(Backend):
         pool = ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(items)))
         futures = [pool.submit(fn, x) for x in items]
         try:
-            wait(futures, return_when=FIRST_EXCEPTION)
+            wait_for(futures, return_when=FIRST_EXCEPTION)
             failed = next((f for f in futures if f.done() and not f.cancelled() and f.exception()), None)
             if failed is not None:
                 self._cancel.set()
