@@ -3,14 +3,19 @@ the remaining work; an engine that cannot start fails its own job with a clear m
 independent jobs finish (--keep-going). Real Snakemake runs in a temporary copy of the workflow."""
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import yaml
 
+from conftest import TRIGGERS
+from explainbench.io import read_jsonl
 from support.ops import copy_workflow, planned_jobs, run_snakemake, snakemake_command
 
 pytestmark = pytest.mark.slow
@@ -70,7 +75,8 @@ def test_a_run_killed_mid_job_leaves_nothing_trusted_and_resumes(workdir):
 
 def test_an_engine_that_cannot_start_fails_its_job_clearly_and_the_rest_finish(workdir):
     config = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
-    config["models"]["ghost"] = {"path": "/nonexistent/ghost-model", "kind": "causal", "backend": "vllm",
+    (workdir / "ghost-model").mkdir(exist_ok=True)  # a folder, but no model in it
+    config["models"]["ghost"] = {"path": "ghost-model", "kind": "causal", "backend": "vllm",
                                  "dtype": "float32", "max_model_len": 512, "enforce_eager": True}
     (workdir / "config" / "ghost.yaml").write_text(yaml.safe_dump(config))
     broken = "results/explanations/demo_nli/ghost/0shot/seed0/test.jsonl"
@@ -86,5 +92,130 @@ def test_an_engine_that_cannot_start_fails_its_job_clearly_and_the_rest_finish(w
     assert job_log.exists(), "the failed job's log is kept"
     text = job_log.read_text()
     assert "failed" in text and "Traceback" in text
-    assert "path '/nonexistent/ghost-model' does not exist (models.ghost.path)" in text, text[-3000:]
-    assert "path '/nonexistent/ghost-model' does not exist" in proc.stdout  # shown by --show-failed-logs
+    assert "model 'ghost': cannot load a tokenizer from 'ghost-model' (models.ghost.path)" in text, text[-3000:]
+    assert "cannot load a tokenizer from 'ghost-model'" in proc.stdout  # shown by --show-failed-logs
+
+
+# ----------------------------------------------------------------------------- a job killed after its first split
+LABELS = ["entailment", "neutral", "contradiction"]
+EXPLAINED = "results/explanations/mine/smollm2/0shot/seed0"
+
+
+def _own_data(n_per_class: int = 10) -> str:
+    """A small NLI file of the user's own (not the generated demo data), one JSON object a line."""
+    rows = [{"id": f"{label[:3]}-{i}", "premise": f"A person number {i} is walking to the {label} shop .",
+             "hypothesis": "A person is walking .", "label": label, "explanations": ["walking is walking ."]}
+            for label in LABELS for i in range(n_per_class)]
+    return "".join(json.dumps(r) + "\n" for r in rows)
+
+
+@pytest.fixture(scope="module")
+def own_run(tmp_path_factory, smollm2_path):
+    """A copy of the workflow with the real SmolLM2 (linked) explaining a dataset of the user's
+    own: 30 pairs, 6 test, 6 dev, 18 train, in chunks of 2 (transformers, 8 new tokens)."""
+    root = copy_workflow(tmp_path_factory.mktemp("own-run") / "repo")
+    (root / "resources" / "models").mkdir(parents=True)
+    (root / "resources" / "models" / smollm2_path.name).symlink_to(smollm2_path, target_is_directory=True)
+    (root / "mine.jsonl").write_text(_own_data())
+    config = yaml.safe_load((root / "config" / "config.yaml").read_text())
+    config["datasets"] = {"mine": {"format": "jsonl", "path": "mine.jsonl", "labels": LABELS,
+                                   "split": {"dev": 0.2, "test": 0.2, "seed": 0}}}
+    config["models"] = {"smollm2": {**config["models"]["smollm2"], "backend": "transformers", "batch_size": 2}}
+    config["explain"] = {"datasets": ["mine"], "explainers": ["smollm2"], "shots": [0], "max_new_tokens": 8,
+                         "chunk_size": 2}
+    config["quality"] = {}
+    config["finetune"] = config["zeroshot"] = config["plr"] = {}
+    (root / "config" / "own.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return root
+
+
+def _descendants(pid: int) -> list[int]:
+    children = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _generated(log_text: str, split: str) -> tuple[int, int, int]:
+    """(generated now, engine calls, from earlier chunks) of one split, from the job's log."""
+    match = re.search(rf"0shot seed0 {split}: wrote \d+ explanations to \S+ \((\d+) generated now in (\d+) "
+                      rf"engine call\(s\), (\d+) from earlier chunks\)", log_text)
+    assert match, f"no summary of split {split} in the log:\n{log_text[-3000:]}"
+    return tuple(int(g) for g in match.groups())
+
+
+def test_a_job_killed_after_its_first_split_resumes_with_only_the_unfinished_examples(own_run):
+    root, target = own_run, f"{EXPLAINED}/test.jsonl"
+    args = [target, "--cores", "1", "--configfile", "config/own.yaml", *TRIGGERS]
+    proc = subprocess.Popen(snakemake_command() + args, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+    try:
+        _wait_for(lambda: (root / target).exists() or proc.poll() is not None, 600, "the test split")
+        assert proc.poll() is None, "the run ended before its first split was written"
+        jobs = [p for p in _descendants(proc.pid) if "explain.py" in _cmdline(p) and "-m snakemake" not in _cmdline(p)]
+        assert jobs, [(_cmdline(p)) for p in _descendants(proc.pid)]
+        for pid in jobs:  # the job dies (SIGKILL), Snakemake lives on and cleans up after its failed job
+            os.kill(pid, signal.SIGKILL)
+        output, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0 and "Error in rule explain" in output, output[-3000:]
+    assert "Removing output files of failed job explain" in output, output[-3000:]
+    assert not (root / target).exists(), "Snakemake removed the failed job's outputs"
+    kept = {split: [r for c in sorted((root / EXPLAINED / f"{split}.jsonl.partial").glob("chunk-*.jsonl"))
+                    for r in read_jsonl(c)] for split in ("test", "dev", "train")}
+    assert len(kept["test"]) == 6, "the finished split's chunks were lost"
+    assert len(kept["dev"]) < 6 or len(kept["train"]) < 18, "the job had finished before it was killed"
+
+    done = run_snakemake(root, args, timeout=900)
+    assert done.returncode == 0, done.stdout[-4000:]
+    text = (root / "logs" / "explain" / "mine" / "smollm2" / "0shot" / "seed0.log").read_text()
+    generated = {split: _generated(text, split) for split in ("test", "dev", "train")}
+    assert generated["test"] == (0, 0, 6)  # the finished split: no engine call at all
+    for split, total in (("dev", 6), ("train", 18)):  # only the unfinished examples, in chunks of 2
+        now, calls, before = generated[split]
+        assert (now, before) == (total - len(kept[split]), len(kept[split])) and calls == -(-now // 2), generated
+    assert {r["id"]: r for r in read_jsonl(root / target)} == {r["id"]: r for r in kept["test"]}  # kept, not new
+    assert not list((root / EXPLAINED).glob("*.partial")), "the checkpoint outlived the finished job"
+
+
+def test_bad_data_keeps_the_good_splits_and_an_identical_copy_reruns_nothing(own_run):
+    root = own_run
+    args = [f"{EXPLAINED}/test.jsonl", "--cores", "1", "--configfile", "config/own.yaml", *TRIGGERS]
+    run_snakemake(root, args, timeout=900, check=True)  # everything done (after the kill test, or from scratch)
+    splits = root / "results" / "data" / "mine"
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in splits.iterdir()}
+    good = (root / "mine.jsonl").read_bytes()
+    time.sleep(1.1)
+
+    (root / "mine.jsonl").write_bytes(good + b'{"id": "x", "premise": {"text": "A man"}, "hypothesis": "A man .", '
+                                            b'"label": "neutral"}\n')
+    bad = run_snakemake(root, args, timeout=600)
+    assert bad.returncode != 0
+    assert "mine.jsonl, row 31, field 'premise': expected text, got a JSON object" in bad.stdout, bad.stdout[-3000:]
+    assert "Removing output files" not in bad.stdout
+    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in splits.iterdir()} == before
+
+    (root / "mine.jsonl").write_bytes(good)  # the same bytes, a new mtime
+    assert planned_jobs(root, args[:1], configfile="config/own.yaml", extra=TRIGGERS) == []
+    (root / "mine.jsonl").write_bytes(good.replace(b"number 3 is", b"number three is"))  # new bytes
+    assert "prepare_data" in {j.rule for j in planned_jobs(root, args[:1], configfile="config/own.yaml",
+                                                           extra=TRIGGERS)}
+    (root / "mine.jsonl").write_bytes(good)

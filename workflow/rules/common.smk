@@ -5,6 +5,7 @@ import re
 from explainbench.config import result_keys
 from explainbench.prompts import template_path
 from explainbench.provenance import config_hash
+from explainbench.splits import check_changed_data
 from explainbench.workflow import (
     condition_names,
     demo_data_names,
@@ -18,6 +19,7 @@ CONFIG_HASH = config_hash(config)  # names the config of every report table row
 NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 DATASETS = config["datasets"]
 MODELS = config["models"]
+DEMO_DATA_FILES = {f"resources/demo/{name}.jsonl" for name in demo_data_names()}
 
 
 wildcard_constraints:
@@ -100,9 +102,24 @@ def quality_model_files(role):
 
 
 def dataset_file(name):
+    """A dataset's local file, an input of prepare_data: a file the pipeline writes (the demo data)
+    by its mtime; the user's own by its content (ancient: its mtime is ignored, and
+    dataset_content makes the SHA-256 of its bytes a param instead)."""
     spec = DATASETS[name]
-    local = spec["path"].startswith("resources/") or os.path.exists(spec["path"])
-    return [spec["path"]] if spec["format"] != "hub" and local else []
+    if spec["format"] == "hub":
+        return []
+    if spec["path"] in DEMO_DATA_FILES:
+        return [spec["path"]]
+    return [ancient(spec["path"])] if os.path.exists(spec["path"]) else []
+
+
+def dataset_content(name):
+    """prepare_data's param: the SHA-256 of a user's data file, so that new bytes re-run the splits
+    and an identical copy with a new mtime re-runs nothing; data changed since the splits were
+    written is checked now, before Snakemake deletes them (explainbench.splits.check_changed_data)."""
+    if DATASETS[name]["path"] in DEMO_DATA_FILES:
+        return None
+    return check_changed_data(DATASETS[name], name, path("split_summary", dataset=name))
 
 
 def split_file(dataset, split):

@@ -40,6 +40,7 @@ rule prepare_data:
         summary=PATHS["split_summary"],
     params:
         dataset=lambda wc: dataset_params(wc.dataset),
+        content=lambda wc: dataset_content(wc.dataset),
     log:
         "logs/prepare_data/{dataset}.log",
     benchmark:

@@ -153,6 +153,8 @@ def classify(backend, records: list[dict], template: dict, words: dict[str, str]
     labels = list(words)
     options = answer_options(template, words)
     prompts = build_prompts(backend, records, template, words, with_explanation)
+    backend.check_fits(prompts, max(len(backend.option_ids(o)) for o in options), [r["id"] for r in records],
+                       template.get("__file__", "<template>"))  # before the engine starts
     log.info("first prompt: %r; answer options: %r", prompts[0] if prompts else None, options)
     t0 = time.time()
     parts = []
@@ -166,11 +168,17 @@ def classify(backend, records: list[dict], template: dict, words: dict[str, str]
 
 
 def run(job) -> dict:
-    """Rule zeroshot: the LLM ``job.model`` classifies the test split (:func:`classify_job`)."""
+    """Rule zeroshot: the LLM ``job.model`` classifies the test split (:func:`classify_job`).
+    Its answers are checkpointed beside the outputs until both are written, so a job that dies
+    asks the engine only for the batches it had not answered."""
     from ..engines import open_backend
+    from ..engines.checkpoint import job_checkpoint
 
-    with open_backend(job.model_spec, job.model) as backend:
-        return classify_job(backend, job)
+    with job_checkpoint(job.output["predictions"]) as checkpoint, open_backend(job.model_spec, job.model) as backend:
+        engine = checkpoint.wrap(backend)
+        metrics = classify_job(engine, job)
+        log.info("%s", engine.report())
+        return metrics
 
 
 def classify_job(backend, job) -> dict:

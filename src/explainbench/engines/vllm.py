@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Backend, BackendError, Generation, check_model_path
+from .base import Backend, BackendError, Generation, check_model_path, note_engine_start
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,7 @@ class VLLMBackend(Backend):
                 kwargs.update(runner="pooling", convert="embed",
                               pooler_config=PoolerConfig(pooling_type={"last": "LAST", "mean": "MEAN", "cls": "CLS"}[pooling],
                                                          use_activation=False))
+            note_engine_start(self.name, "vllm")
             t0 = time.time()
             try:
                 self._engines[key] = LLM(**kwargs)

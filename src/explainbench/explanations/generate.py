@@ -21,7 +21,10 @@ assistant turn.
 
 Generation is written in chunks to ``<output>.partial/``; a run that is killed resumes
 after its last finished chunk and never generates a finished example again. The output
-file appears (atomically) only when every example has its explanation.
+file appears (atomically) only when every example has its explanation. Inside a job
+(:func:`run`), every split's chunks stay until all three splits are written: Snakemake deletes
+all outputs of a job that dies, so a finished split is rebuilt from its chunks, not generated
+again (:mod:`explainbench.engines.checkpoint`).
 """
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..engines import Backend, open_backend, prompt_hash
+from ..engines.checkpoint import job_checkpoint, remove_when_done
 from ..errors import DataError, ExplainBenchError
 from ..files import write_explanations
 from ..io import read_jsonl, write_json, write_jsonl
@@ -241,12 +245,13 @@ def explain_records(records: Sequence[dict], backend: Backend, prompting: Prompt
         t0 = time.time()
         backend.start()  # so that `seconds` and examples/s leave the engine's start-up out
         log.info("%s: engine ready in %.1fs", where, time.time() - t0)
-    t_start = time.time()
+    t_start, calls = time.time(), 0
     for start in range(0, len(todo), chunk_size):
         chunk = todo[start:start + chunk_size]
         t0 = time.time()
         gens = backend.generate([prompts[i] for i in chunk], max_new_tokens=settings.max_new_tokens,
                                 temperature=settings.temperature, seed=seed)
+        calls += 1
         if len(gens) != len(chunk):
             raise ExplainError(f"{where}: the backend returned {len(gens)} generations for {len(chunk)} prompts")
         seconds = (time.time() - t0) / len(chunk)
@@ -271,8 +276,9 @@ def explain_records(records: Sequence[dict], backend: Backend, prompting: Prompt
     if empty:
         log.warning("%s: %d of %d explanations are empty", where, empty, total)
     write_explanations(rows, output)
-    shutil.rmtree(partial, ignore_errors=True)
-    log.info("%s: wrote %d explanations to %s", where, total, output)
+    remove_when_done(partial)  # inside a job: when all of its outputs are written
+    log.info("%s: wrote %d explanations to %s (%d generated now in %d engine call(s), %d from earlier chunks)",
+             where, total, output, len(todo), calls, total - len(todo))
     return rows
 
 
@@ -299,9 +305,12 @@ def run(job) -> dict[str, list[dict]]:
     log.info("template %s; %d train examples; model %s (%s)", template["__file__"], len(train), job.model,
              job.model_spec["backend"])
     out: dict[str, list[dict]] = {}
-    with open_backend(job.model_spec, job.model) as backend:
-        for split in ("test", "dev", "train"):
-            records = read_jsonl(job.input[split])
+    splits = {split: read_jsonl(job.input[split]) for split in ("test", "dev", "train")}
+    with job_checkpoint(job.output["test"]), open_backend(job.model_spec, job.model) as backend:
+        for split, records in splits.items():  # before the engine starts: every split's prompts fit
+            backend.check_fits(build_prompts(records, prompting, settings), settings.max_new_tokens,
+                               [r["id"] for r in records], str(job.input[split]))
+        for split, records in splits.items():
             log.info("split %s: %d examples -> %s", split, len(records), job.output[split])
             meta = {"model": job.model, "dataset": job.dataset, "split": split,
                     "model_spec": generation_spec(job.model_spec)}

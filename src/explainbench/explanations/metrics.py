@@ -138,8 +138,11 @@ def bertscore(hyps: Sequence[str], refs: Sequence[Sequence[str]], model_path: st
     """BERTScore P/R/F1 of each explanation against all of its references (best over them)."""
     import bert_score
 
+    from ..engines.base import note_engine_start
+
     hyps, refs = _check(hyps, refs)
     layers = bertscore_layers(str(model_path), num_layers)
+    note_engine_start(str(model_path), "bert-score")
     try:
         scorer = bert_score.BERTScorer(model_type=str(model_path), num_layers=layers, batch_size=batch_size,
                                        device=device, lang=None, idf=False, rescale_with_baseline=False)

@@ -9,7 +9,9 @@ human references, checks that they describe the same examples, and writes
   corpus BLEU, the means of the per-example metrics, and MAUVE, each with a bootstrap 95% interval.
 
 The engines run one after another (BERTScore, MAUVE features, the G-Eval judge), each freed
-before the next starts.
+before the next starts. What each has computed is checkpointed beside the outputs until both
+are written (:mod:`explainbench.engines.checkpoint`): a job that dies in G-Eval does not
+compute BERTScore or the MAUVE features again.
 """
 from __future__ import annotations
 
@@ -20,7 +22,9 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from ..config import result_keys
 from ..engines import open_backend
+from ..engines.checkpoint import Checkpoint, job_checkpoint
 from ..errors import DataError
 from ..files import CORPUS_COLUMNS, read_explanation_rows, read_jsonl_rows, write_corpus
 from ..io import write_csv
@@ -67,16 +71,19 @@ def load_pairs(explanations_path: str | Path, references_path: str | Path) -> tu
 
 
 def score_explanations(records: Sequence[dict], hyps: Sequence[str], refs: Sequence[Sequence[str]],
-                       config: dict, dataset: str) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
+                       config: dict, dataset: str, checkpoint: Checkpoint | None = None
+                       ) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
     """Score explanations ``hyps`` of ``records`` against their human references ``refs``.
 
     ``config`` is the validated config: its ``quality`` section says which metrics run and with
     which models (a metric whose model is null is skipped). Returns the per-example scores
     (metric -> one value per example) and the corpus figures (metric -> value, interval, n).
     The engines run one after another (BERTScore, MAUVE features, the G-Eval judge), each freed
-    before the next starts.
+    before the next starts. With a ``checkpoint``, each engine's answers are kept there (and
+    read from there on a second try).
     """
     quality, models = config["quality"], config["models"]
+    checkpoint = checkpoint or Checkpoint(None)
     bootstrap = quality["bootstrap"]
     per: dict[str, np.ndarray] = {"bleu": metrics.bleu_sentence(hyps, refs)}
     per.update(metrics.rouge(hyps, refs, use_stemmer=quality["rouge"]["use_stemmer"]))
@@ -85,13 +92,16 @@ def score_explanations(records: Sequence[dict], hyps: Sequence[str], refs: Seque
 
     bs = quality["bertscore"]
     if bs["model"]:
-        per.update(metrics.bertscore(hyps, refs, models[bs["model"]]["path"], bs["num_layers"],
-                                     batch_size=bs["batch_size"]))
+        spec = models[bs["model"]]
+        per.update(checkpoint.section("bertscore", [result_keys(spec, "models.*"), bs["num_layers"], hyps, refs],
+                                      lambda: metrics.bertscore(hyps, refs, spec["path"], bs["num_layers"],
+                                                                batch_size=bs["batch_size"])))
         log.info("BERTScore F1 %.4f", float(per["bertscore_f1"].mean()))
 
     mv = quality["mauve"]
     if mv["model"]:
-        with open_backend(models[mv["model"]], mv["model"]) as encoder:
+        with open_backend(models[mv["model"]], mv["model"]) as engine:
+            encoder = checkpoint.wrap(engine)
             human = metrics.embed_features(encoder, [r[0] for r in refs], mv["pooling"])
             model = metrics.embed_features(encoder, hyps, mv["pooling"])
         corpus["mauve"] = metrics.mauve_corpus(human, model, bootstrap=bootstrap, num_buckets=mv["num_buckets"],
@@ -101,7 +111,8 @@ def score_explanations(records: Sequence[dict], hyps: Sequence[str], refs: Seque
     if quality["judge"]:
         spec = config["datasets"][dataset]
         template = load_geval_template(config["prompts_dir"], dataset, spec["task"])
-        with open_backend(models[quality["judge"]], quality["judge"]) as judge:
+        with open_backend(models[quality["judge"]], quality["judge"]) as engine:
+            judge = checkpoint.wrap(engine)
             per.update(geval_scores(judge, template, records, hyps, criteria=quality["geval"]["criteria"],
                                     labels=spec["labels"]))
         log.info("G-Eval %.3f", float(np.nanmean(per["geval"])))
@@ -129,9 +140,10 @@ def run(job) -> pd.DataFrame:
                 "seed": job.wildcard_int("seed")}
     log.info("%s/%s/%dshot/seed%d: %d explanations, %.2f references each", job.dataset, job.model,
              identity["shots"], identity["seed"], len(hyps), float(np.mean([len(r) for r in refs])))
-    per, corpus = score_explanations(records, hyps, refs, job.config, job.dataset)
-    write_csv(pd.DataFrame({"id": [r["id"] for r in records], **per}), job.output["per_example"])
-    table = corpus_frame(corpus, identity)
-    write_corpus(table, job.output["corpus"])
+    with job_checkpoint(job.output["per_example"]) as checkpoint:
+        per, corpus = score_explanations(records, hyps, refs, job.config, job.dataset, checkpoint)
+        write_csv(pd.DataFrame({"id": [r["id"] for r in records], **per}), job.output["per_example"])
+        table = corpus_frame(corpus, identity)
+        write_corpus(table, job.output["corpus"])
     log.info("wrote %s\n%s", job.output["corpus"], table.to_string(index=False))
     return table
