@@ -67,6 +67,28 @@ def minilm_path() -> Path:
 
 
 @pytest.fixture(scope="session")
+def smollm2_vllm(smollm2_path):
+    """One vLLM backend of the real SmolLM2 for the whole session (its engine starts on first use;
+    on CPU another backend's in-process engine may close it, and it restarts when next used)."""
+    pytest.importorskip("vllm")
+    from explainbench.engines import load_backend
+
+    backend = load_backend(causal_spec(smollm2_path, backend="vllm"), "smollm2")
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="session")
+def smollm2_transformers(smollm2_path):
+    """One transformers backend of the real SmolLM2 for the whole session."""
+    from explainbench.engines import load_backend
+
+    backend = load_backend(causal_spec(smollm2_path, backend="transformers"), "smollm2")
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="session")
 def tiny_llama_path(tmp_path_factory) -> Path:
     from support.tiny_llama import build_tiny_llama
 
@@ -140,7 +162,7 @@ def causal_spec(path: Path, backend: str = "vllm", **extra) -> dict:
     from explainbench.config import model_entry
 
     keys = dict(path=str(path), kind="causal", backend=backend, dtype="float32", max_model_len=1024,
-                enforce_eager=True, gpu_memory_utilization=0.3, kv_cache_gb=2)
+                enforce_eager=True, gpu_memory_utilization=0.3, kv_cache_gb=2, block_size=32)
     return model_entry(**{**keys, **extra})
 
 

@@ -13,6 +13,7 @@ from conftest import ESNLI_LABELS, ROOT, causal_spec
 from explainbench.data import load_records
 from explainbench.explanations.geval import geval_prompt, geval_scores, load_geval_template, rating_scores, select_criteria
 from explainbench.prompts import PromptError
+from support.reference_scoring import sequence_logprobs
 
 PROMPTS = ROOT / "config" / "prompts"
 RATINGS = ["1", "2", "3", "4", "5"]
@@ -82,9 +83,8 @@ def _judge(path: Path, backend: str, judged):
         template = load_geval_template(str(PROMPTS), "esnli", "nli")
         scores = geval_scores(judge, template, records, explanations, criteria=CRITERIA, labels=ESNLI_LABELS)
         prompts = [geval_prompt(template, "coherence", r, e, ESNLI_LABELS) for r, e in zip(records, explanations)]
-        ids = [judge.option_ids(r) for r in RATINGS]
         fast = judge.label_logprobs(prompts, RATINGS)  # one pass a prompt: the ratings are one token each
-        slow = judge._sequence_logprobs(prompts, ids)  # one sequence a (prompt, rating)
+        slow = sequence_logprobs(judge, prompts, RATINGS)  # one sequence a (prompt, rating): the reference
     return scores, fast, slow
 
 

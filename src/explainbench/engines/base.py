@@ -80,6 +80,34 @@ def check_model_path(spec: dict, name: str) -> None:
         raise BackendError(f"model {name!r}: path {path!r} does not exist (models.{name}.path)")
 
 
+def option_steps(options: Sequence[Sequence[int]]) -> list[tuple[tuple[int, ...], list[int]]]:
+    """The next-token questions that score token sequences exactly, by the chain rule.
+
+    log p(o | prompt) = sum_j log p(o_j | prompt + o_<j); so each distinct proper prefix ``p`` of an
+    option asks once for the log-probabilities of the tokens that follow ``p`` in some option.
+    Returns ``(prefix, next tokens)`` pairs, the empty prefix (the prompt alone) first::
+
+        option_steps([[5, 7], [9], [5, 8]]) == [((), [5, 9]), ((5,), [7, 8])]
+    """
+    steps: dict[tuple[int, ...], set[int]] = {(): set()}
+    for option in options:
+        for j, token in enumerate(option):
+            steps.setdefault(tuple(option[:j]), set()).add(token)
+    return [(prefix, sorted(tokens)) for prefix, tokens in steps.items()]
+
+
+def option_scores(options: Sequence[Sequence[int]], found: dict[tuple[int, ...], list[dict[int, float]]],
+                  n_prompts: int) -> np.ndarray:
+    """(n_prompts, n_options) sums of the log-probabilities ``found[prefix][prompt][token]``
+    that :func:`option_steps` asked for."""
+    scores = np.zeros((n_prompts, len(options)))
+    for k, option in enumerate(options):
+        for j, token in enumerate(option):
+            per_prompt = found[tuple(option[:j])]
+            scores[:, k] += [per_prompt[i][token] for i in range(n_prompts)]
+    return scores
+
+
 class Backend(ABC):
     """A language model behind an engine. Subclasses implement what their engine can do."""
 

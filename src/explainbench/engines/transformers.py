@@ -104,36 +104,45 @@ class TransformersBackend(Backend):
         return outs
 
     def label_logprobs(self, prompts, options):
+        """Exact option log-probabilities: one forward pass of each batch of prompts gives every
+        option's first token; the options' later tokens are one more pass over the option tokens
+        alone, on the prompts' KV cache (each prompt's cache repeated once per longer option)."""
+        torch = self.torch
         opts = [self.option_ids(o) for o in options]
-        if all(len(o) == 1 for o in opts):  # one forward pass a prompt scores every one-token option
-            return self._next_token_logprobs(prompts, [o[0] for o in opts])
-        return self._sequence_logprobs(prompts, opts)
-
-    def _sequence_logprobs(self, prompts, opts: list[list[int]]) -> np.ndarray:
-        """Log-probability of each option's token ids after each prompt, one sequence per pair."""
-        torch = self.torch
-        pairs = [(i, j, self.encode(p) + o) for i, p in enumerate(prompts) for j, o in enumerate(opts)]
-        scores = np.zeros((len(prompts), len(opts)))
-        for batch in self._batches(pairs):
-            ids, mask = self._pad_left([seq for _, _, seq in batch])
-            with torch.no_grad():
-                logits = self.model(input_ids=ids, attention_mask=mask).logits.float()
-            logp = torch.log_softmax(logits[:, :-1], dim=-1)
-            for b, (i, j, _) in enumerate(batch):
-                k = len(opts[j])
-                targets = ids[b, -k:]
-                scores[i, j] = logp[b, -k:, :].gather(1, targets[:, None]).sum().item()
-        return scores
-
-    def _next_token_logprobs(self, prompts, token_ids: list[int]) -> np.ndarray:
-        torch = self.torch
+        longer = [k for k, o in enumerate(opts) if len(o) > 1]
+        firsts = torch.tensor([o[0] for o in opts], device=self.device)
         scores = []
         for batch in self._batches(list(prompts)):
             ids, mask = self._pad_left([self.encode(p) for p in batch])
             with torch.no_grad():
-                logits = self.model(input_ids=ids, attention_mask=mask).logits[:, -1].float()
-            scores.append(torch.log_softmax(logits, dim=-1)[:, token_ids].cpu().numpy())
-        return np.concatenate(scores).astype(float) if scores else np.zeros((0, len(token_ids)))
+                out = self.model(input_ids=ids, attention_mask=mask, use_cache=bool(longer))
+                part = torch.log_softmax(out.logits[:, -1].float(), dim=-1)[:, firsts]
+                if longer:
+                    part[:, longer] += self._continuation_logprobs(out.past_key_values, mask, [opts[k] for k in longer])
+            scores.append(part.cpu().numpy())
+        return np.concatenate(scores).astype(float) if scores else np.zeros((0, len(opts)))
+
+    def _continuation_logprobs(self, cache, mask, opts: list[list[int]]):
+        """(batch, len(opts)): log p(o_1.. | prompt + o_0) for options of two or more tokens, from the
+        prompts' ``cache``: rows are (prompt, option) pairs; options are right-padded, and since
+        a token attends only to earlier ones, the padding never changes a real token's score."""
+        torch = self.torch
+        n, k = mask.shape[0], len(opts)
+        width = max(len(o) for o in opts) - 1
+        feed = torch.zeros((k, width), dtype=torch.long, device=self.device)
+        tail_mask = torch.zeros((k, width), dtype=torch.long, device=self.device)
+        for j, o in enumerate(opts):
+            feed[j, :len(o) - 1] = torch.tensor(o[:-1])
+            tail_mask[j, :len(o) - 1] = 1
+        cache.reorder_cache(torch.arange(n, device=self.device).repeat_interleave(k))  # row b*k + j: prompt b, option j
+        logits = self.model(input_ids=feed.repeat(n, 1), past_key_values=cache, use_cache=True,
+                            attention_mask=torch.cat([mask.repeat_interleave(k, 0), tail_mask.repeat(n, 1)], 1)).logits
+        logp = torch.log_softmax(logits.float(), dim=-1).view(n, k, width, -1)
+        out = torch.zeros((n, k), device=self.device)
+        for j, o in enumerate(opts):
+            later = torch.tensor(o[1:], device=self.device)
+            out[:, j] = logp[:, j, torch.arange(len(o) - 1), later].sum(-1)
+        return out
 
     def embed(self, texts, *, pooling="last", layer=-1):
         torch = self.torch

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import math
 import os
 import time
 import weakref
@@ -11,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from .base import Backend, BackendError, Generation, check_model_path, note_engine_start
+from .base import (Backend, BackendError, Generation, check_model_path, note_engine_start, option_scores,
+                   option_steps)
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +61,12 @@ class VLLMBackend(Backend):
                 enforce_eager=self.spec["enforce_eager"], seed=0)
             if self.spec["quantization"]:
                 kwargs["quantization"] = self.spec["quantization"]
+            if self.spec["block_size"]:
+                kwargs["block_size"] = self.spec["block_size"]
             if self.spec["kv_cache_gb"]:
                 kwargs["kv_cache_memory_bytes"] = int(float(self.spec["kv_cache_gb"]) * 2**30)
+            if runner == "generate":  # label scoring reuses each prompt's cached blocks (label_logprobs)
+                kwargs["enable_prefix_caching"] = True
             if runner == "pooling":
                 from vllm.config import PoolerConfig
 
@@ -97,34 +101,31 @@ class VLLMBackend(Backend):
         return gens
 
     def label_logprobs(self, prompts, options):
+        """Exact option log-probabilities from next-token requests only (no prompt log-probs).
+
+        The first token of every option comes from one request a prompt that asks for those
+        tokens' log-probabilities (``logprob_token_ids``); each later token from a request on
+        the prompt plus the option's earlier tokens. Those later requests go to the engine
+        after the first ones have finished, so prefix caching holds the prompt's KV blocks and
+        only the tokens past the last whole cached block are computed again.
+        """
         from vllm import SamplingParams
 
-        opts = [self.option_ids(o) for o in options]
-        if all(len(o) == 1 for o in opts):  # one request a prompt: the next-token log-probs of the options
-            ids = [o[0] for o in opts]
-            params = SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=ids)
-            outputs = self._engine("generate").generate([{"prompt_token_ids": self.encode(p)} for p in prompts],
-                                                         params, use_tqdm=False)
-            return np.array([[out.outputs[0].logprobs[0][t].logprob for t in ids] for out in outputs], dtype=float
-                            ).reshape(len(prompts), len(ids))
-        return self._sequence_logprobs(prompts, opts)
-
-    def _sequence_logprobs(self, prompts, opts: list[list[int]]) -> np.ndarray:
-        """Log-probability of each option's token ids after each prompt, from prompt log-probs."""
-        from vllm import SamplingParams
-
-        seqs = [self.encode(p) + o for p in prompts for o in opts]
-        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
-        outputs = self._engine("generate").generate([{"prompt_token_ids": s} for s in seqs], params, use_tqdm=False)
-        scores = np.zeros(len(seqs))
-        for n, (out, seq) in enumerate(zip(outputs, seqs)):
-            k = len(opts[n % len(opts)])
-            total = 0.0
-            for pos in range(len(seq) - k, len(seq)):
-                entry = out.prompt_logprobs[pos]
-                total += entry[seq[pos]].logprob if entry and seq[pos] in entry else -math.inf
-            scores[n] = total
-        return scores.reshape(len(prompts), len(opts))
+        encoded = [self.encode(p) for p in prompts]
+        steps = option_steps([self.option_ids(o) for o in options])
+        engine = self._engine("generate")
+        found: dict[tuple, list[dict[int, float]]] = {}
+        for batch in (steps[:1], steps[1:]):  # the prompts alone first: their blocks enter the prefix cache
+            requests = [(prefix, tokens, i) for prefix, tokens in batch for i in range(len(encoded))]
+            if not requests:
+                continue
+            inputs = [{"prompt_token_ids": encoded[i] + list(prefix)} for prefix, _, i in requests]
+            params = [SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=list(tokens))
+                      for _, tokens, _ in requests]
+            for (prefix, tokens, i), out in zip(requests, engine.generate(inputs, params, use_tqdm=False)):
+                entry = out.outputs[0].logprobs[0]
+                found.setdefault(prefix, [{} for _ in encoded])[i] = {t: entry[t].logprob for t in tokens}
+        return option_scores([self.option_ids(o) for o in options], found, len(encoded))
 
     def embed(self, texts, *, pooling="last", layer=-1):
         if layer != -1:
