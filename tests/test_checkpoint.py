@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from conftest import causal_spec, encoder_spec
 from explainbench.engines import Backend, engines_started, load_backend
