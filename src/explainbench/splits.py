@@ -73,21 +73,22 @@ def check_design(records: list[dict], spec: dict, name: str, rows: dict[str, str
     for rec in records:
         counts.setdefault(rec["label"], []).append(rec["id"])
     dev, test = spec["split"]["dev"], spec["split"]["test"]
-    need = next(n for n in range(3, 10_000) if min(split_sizes(n, dev, test)) >= 1)
+    need = next((n for n in range(3, 10_000) if min(split_sizes(n, dev, test)) >= 1), 10_000)
     if len(records) < need:
         at = ", ".join(rows.get(r["id"], r["id"]) for r in records[:5])
         raise DataError(f"{where}: only {len(records)} row(s) ({at}); a stratified split with dev {dev} and test "
-                        f"{test} (datasets.{name}.split) needs at least {need} per class")
+                        f"{test} (datasets.{name}.split) needs at least {need} rows per class")
     never = [label for label in spec["labels"] if label not in counts]
     if never:
         raise DataError(f"{where}: label(s) {never} of datasets.{name}.labels never occur in the file's "
                         f"{len(records)} row(s); found {sorted(counts)}. Fix the data or the labels list")
     for label, ids in sorted(counts.items()):
-        if len(ids) < need:
+        sizes = dict(zip(("train", "dev", "test"), split_sizes(len(ids), dev, test)))
+        if min(sizes.values()) < 1:
             at = ", ".join(rows.get(i, i) for i in ids[:5])
-            raise DataError(f"{where}: class {label!r} has {len(ids)} row(s) ({at}); a stratified split with "
-                            f"dev {dev} and test {test} (datasets.{name}.split) needs at least {need} per class, "
-                            "so that train, dev and test each get one")
+            raise DataError(f"{where}: class {label!r} has {len(ids)} row(s) ({at}); with dev {dev} and test {test} "
+                            f"(datasets.{name}.split) that leaves it {sizes}: a stratified split needs one of each "
+                            f"class in train, dev and test (at least {need} rows per class)")
 
 
 def prepare_dataset(spec: dict, name: str) -> dict[str, list[dict]]:
