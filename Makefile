@@ -39,7 +39,7 @@ report: run
 	$(BIN)/snakemake --cores 1 --report results/report.html
 
 test: setup
-	$(BIN)/python -m pytest -v tests
+	$(BIN)/python -m pytest -v --durations=15 tests
 
 test-fast: setup
 	$(BIN)/python -m pytest -v -m "not slow" tests
