@@ -101,8 +101,12 @@ def test_changing_the_explainer_reruns_its_explanations_and_what_reads_them(work
     assert not rules & {"prepare_data", "demo_data", "demo_model"}
 
 
-def test_changing_one_dataset_reruns_only_its_data_for_real(workdir):
-    """A real run: demo_sentiment's split seed changes; only its prepare_data job runs."""
+def test_changing_one_dataset_reruns_only_its_data_for_real(workdir, tmp_path):
+    """A real run: demo_sentiment's split seed changes; only its prepare_data job runs. (In a
+    copy of the shared folder, metadata and mtimes kept: the other tests still see seed 0.)"""
+    import shutil
+
+    workdir = Path(shutil.copytree(workdir, tmp_path / "repo", symlinks=True))
     configfile = _write_config(workdir, "sentiment_changed.yaml",
                                lambda c: c["datasets"]["demo_sentiment"]["split"].update(seed=1))
     jobs = planned_jobs(workdir, DATA_TARGETS, configfile=configfile)
