@@ -73,7 +73,7 @@ def test_an_engine_that_cannot_start_fails_its_job_clearly_and_the_rest_finish(w
     config["models"]["ghost"] = {"path": "/nonexistent/ghost-model", "kind": "causal", "backend": "vllm",
                                  "dtype": "float32", "max_model_len": 512, "enforce_eager": True}
     (workdir / "config" / "ghost.yaml").write_text(yaml.safe_dump(config))
-    broken = "results/explanations/demo_nli/ghost/0shot/seed0/test.jsonl"
+    broken = "results/explanations/demo_nli/ghost/0shot/seed0/explanations.jsonl"
     independent = "results/data/demo_sentiment/summary.json"
 
     proc = run_snakemake(workdir, [broken, independent, "--cores", "2", "--keep-going",

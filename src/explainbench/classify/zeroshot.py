@@ -32,7 +32,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ExplainBenchError
-from ..prompts import PromptError, fill, load_template
+from ..prompts import PromptError, dataset_template, fill
 
 log = logging.getLogger(__name__)
 
@@ -178,14 +178,16 @@ def classify_job(backend, job) -> dict:
     several jobs): read the test split with the condition's explanation file (``job.input
     ["explanations"]``: one for an llm condition, none otherwise), classify, write ``job.output``
     predictions and metrics."""
-    from .conditions import load_split
+    from ..explanations.leakage import dataset_label_words
+    from .conditions import empty_explanations, load_fold
     from .predictions import RunIdentity, metrics_record, predictions_frame, write_outputs
 
     condition, spec = job.wildcards["condition"], job.dataset_spec
-    test = load_split(job.input["test"], condition, next(iter(job.input["explanations"]), None))
+    test = load_fold(job.input["examples"], job.wildcard_int("fold"), condition,
+                     next(iter(job.input["explanations"]), None), dataset_label_words(spec))["test"]
     labels = list(spec["labels"])
     words = verbalizers(labels, job.config["zeroshot"]["verbalizers"].get(job.dataset, {}), job.dataset)
-    template = load_template(job.settings["prompts_dir"], STAGE, job.dataset, spec["task"])
+    template = dataset_template(job.settings["prompts_dir"], STAGE, job.dataset, spec)
     t0 = time.time()
     preds, probs, mass = classify(backend, test, template, words, Settings.from_settings(job.settings),
                                   with_explanation=condition != "none")
@@ -193,6 +195,7 @@ def classify_job(backend, job) -> dict:
     if n_invalid:
         log.warning("%d of %d examples have no valid label (counted wrong)", n_invalid, len(preds))
     extra = {"verbalizers": words, "template": str(Path(template["__file__"])),
+             "n_empty_explanation": empty_explanations(test) if condition != "none" else 0,
              "mean_label_mass": float(np.mean(mass)) if len(mass) else math.nan, "seconds": round(time.time() - t0, 1)}
     metrics = metrics_record(RunIdentity.of(job, "zeroshot", None), [r["label"] for r in test], preds, labels,
                              job.settings["bootstrap"], extra)

@@ -25,8 +25,8 @@ import numpy as np
 from ..data import input_text
 from ..engines import open_backend
 from ..files import EmbeddingError, Embeddings, write_embeddings
-from ..io import read_jsonl
-from ..prompts import fill, load_template
+from ..splits import read_train_test
+from ..prompts import dataset_template, fill
 
 if TYPE_CHECKING:
     from ..engines import Backend
@@ -94,7 +94,7 @@ class Embedder:
     def for_job(cls, job, backend) -> "Embedder":
         """The embedder of a job of rule embed or plr_explain (the job's model and dataset)."""
         settings = EmbedSettings.for_model(job.model_spec, job.settings)
-        template = (load_template(job.settings["prompts_dir"], "embed", job.dataset, job.dataset_spec["task"])
+        template = (dataset_template(job.settings["prompts_dir"], "embed", job.dataset, job.dataset_spec)
                     if settings.wrap else None)
         return cls(backend, settings, template, job.dataset_spec["labels"])
 
@@ -153,8 +153,9 @@ def embed_splits(embedder: Embedder, splits: dict[str, list[dict]]) -> Embedding
 # --------------------------------------------------------------------------- the rule
 
 def run(job) -> Embeddings:
-    """Rule ``embed``: read the split files, embed train and test once, write the npz."""
-    splits = {name: read_jsonl(job.input[name]) for name in SPLITS}
+    """Rule ``embed``: read fold 0's train and test (Study 2 is not cross-validated), embed them
+    once, write the npz."""
+    splits = read_train_test(job.input["examples"])
     with open_backend(job.model_spec, job.model) as backend:
         emb = embed_splits(Embedder.for_job(job, backend), splits)
     emb.meta["dataset"] = job.dataset
