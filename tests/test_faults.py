@@ -1,6 +1,7 @@
 """Faults: a run killed mid-job leaves nothing a later run trusts, and the re-run finishes only
 the remaining work; an engine that cannot start fails its own job with a clear message while
-independent jobs finish (--keep-going). Real Snakemake runs in a temporary copy of the workflow."""
+independent jobs finish (the default profile keeps going), and the run ends with a list of the
+failed jobs and their logs. Real Snakemake runs in a temporary copy of the workflow."""
 from __future__ import annotations
 
 import os
@@ -73,16 +74,23 @@ def test_an_engine_that_cannot_start_fails_its_job_clearly_and_the_rest_finish(w
     config["models"]["ghost"] = {"path": "/nonexistent/ghost-model", "kind": "causal", "backend": "vllm",
                                  "dtype": "float32", "max_model_len": 512, "enforce_eager": True}
     (workdir / "config" / "ghost.yaml").write_text(yaml.safe_dump(config))
-    broken = "results/explanations/demo_nli/ghost/0shot/seed0/explanations.jsonl"
+    broken = ["results/explanations/demo_nli/ghost/0shot/seed0/explanations.jsonl",
+              "results/explanations/demo_nli/ghost/2shot/seed0/explanations.jsonl"]
     independent = "results/data/demo_sentiment/summary.json"
 
-    proc = run_snakemake(workdir, [broken, independent, "--cores", "2", "--keep-going",
-                                   "--configfile", "config/ghost.yaml"], timeout=600)
+    # no --keep-going here: the workflow's default profile keeps going by itself
+    proc = run_snakemake(workdir, [*broken, independent, "--cores", "2", "--configfile", "config/ghost.yaml"],
+                         timeout=600)
     assert proc.returncode != 0
     assert "Error in rule explain" in proc.stdout
-    assert (workdir / independent).exists(), "the independent job did not finish under --keep-going"
-    assert not (workdir / broken).exists()
-    job_log = workdir / "logs" / "explain" / "demo_nli" / "ghost" / "0shot" / "seed0.log"
+    assert (workdir / independent).exists(), "the independent job did not finish: the run did not keep going"
+    assert not any((workdir / b).exists() for b in broken)
+    # the run ends with the short list of failed jobs and their logs (Snakefile onerror)
+    summary = proc.stdout[proc.stdout.index("explainbench: 2 failed job(s)"):]
+    for shots in (0, 2):
+        assert (f"  - explain -> results/explanations/demo_nli/ghost/{shots}shot/seed0/explanations.jsonl: "
+                f"log logs/explain/demo_nli/ghost/{shots}shot/seed0.log") in summary
+    job_log = workdir / "logs" / "explain" / "demo_nli" / "ghost" / "0shot" / "seed0.log"  # the listed log
     assert job_log.exists(), "the failed job's log is kept"
     text = job_log.read_text()
     assert "failed" in text and "Traceback" in text

@@ -110,3 +110,48 @@ def test_script_logging_survives_a_library_that_reconfigures_logging(tmp_path):
     assert "earlier run" not in text
     assert "before the engine" in text and "after the engine" in text
     assert "failed:" in text and "RuntimeError: the job fails" in text
+
+
+def test_failed_jobs_are_listed_from_snakemakes_log():
+    """The onerror summary reads Snakemake's own error blocks, local and SLURM (the plugin adds the
+    job's SLURM log to the log line), each job once."""
+    from explainbench.workflow import failed_jobs, failure_summary
+
+    text = """Select jobs to execute...
+Error in rule finetune:
+    message: SLURM-job '41' failed, SLURM status is: 'FAILED'. For further error details see the cluster/cloud log and the log files of the involved rule(s).
+    jobid: 12
+    input: results/data/esnli/examples.jsonl
+    output: results/finetune/esnli/fold3/minilm/human/seed0/metrics.json, results/finetune/esnli/fold3/minilm/human/seed0/predictions.csv
+    log: logs/finetune/esnli/fold3/minilm/human/seed0.log, .snakemake/slurm_logs/rule_finetune/41.log (check log file(s) for error details)
+Error in rule explain:
+    message: None
+    jobid: 3
+    output: results/explanations/healthfc/smollm2/2shot/seed0/explanations.jsonl
+    log: logs/explain/healthfc/smollm2/2shot/seed0.log (check log file(s) for error details)
+    shell:
+        None
+        (command exited with non-zero exit code)
+Removing output files of failed job explain since they might be corrupted:
+Error in rule explain:
+    message: None
+    jobid: 3
+    output: results/explanations/healthfc/smollm2/2shot/seed0/explanations.jsonl
+    log: logs/explain/healthfc/smollm2/2shot/seed0.log (check log file(s) for error details)
+Exiting because a job execution failed. Look above for error messages
+"""
+    jobs = failed_jobs(text)
+    assert [(j["rule"], j["jobid"]) for j in jobs] == [("finetune", "12"), ("explain", "3")]
+    assert jobs[0]["logs"] == ["logs/finetune/esnli/fold3/minilm/human/seed0.log",
+                               ".snakemake/slurm_logs/rule_finetune/41.log"]
+    assert jobs[0]["output"] == "results/finetune/esnli/fold3/minilm/human/seed0/metrics.json"
+    assert jobs[0]["message"].startswith("SLURM-job '41' failed") and jobs[1]["message"] == ""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".log", delete=False) as fh:
+        fh.write(text)
+    summary = failure_summary([fh.name, "/nonexistent.log"])
+    assert summary.splitlines()[0].startswith("explainbench: 2 failed job(s)")
+    assert ("  - finetune -> results/finetune/esnli/fold3/minilm/human/seed0/metrics.json: log "
+            "logs/finetune/esnli/fold3/minilm/human/seed0.log, .snakemake/slurm_logs/rule_finetune/41.log") in summary
+    assert "failed before any job did" in failure_summary(["/nonexistent.log"])

@@ -19,7 +19,7 @@ import sys
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 _CONDITION = re.compile(r"^llm-(?P<model>[A-Za-z0-9][A-Za-z0-9._-]*)-(?P<shots>\d+)shot(?P<masked>-masked)?$")
 
@@ -193,6 +193,69 @@ def demo_model_names() -> list[str]:
     from .demo import DEMO_MODELS
 
     return sorted(DEMO_MODELS)
+
+
+# ----------------------------------------------------------------------------- failed jobs
+
+_ERROR = re.compile(r"^Error in rule (?P<rule>[A-Za-z_][A-Za-z0-9_]*):\s*$")
+_FIELD = re.compile(r"^\s{4}(?P<key>[a-z_ ]+):\s?(?P<value>.*)$")
+
+
+def failed_jobs(log_text: str) -> list[dict]:
+    """The failed jobs a Snakemake log reports (its "Error in rule ..." blocks), once each, in
+    order: ``rule``, ``jobid``, ``output`` (its first output file), ``logs`` (the rule's log and,
+    under SLURM, the job's SLURM log) and ``message``."""
+    jobs: dict[tuple, dict] = {}
+    current: dict | None = None
+
+    def close():
+        if current is not None:
+            jobs.setdefault((current["rule"], current["jobid"], current["output"]), current)
+
+    for line in log_text.splitlines():
+        head = _ERROR.match(line)
+        if head:
+            close()
+            current = {"rule": head["rule"], "jobid": "", "output": "", "logs": [], "message": ""}
+            continue
+        if current is None:
+            continue
+        field = _FIELD.match(line)
+        if field is None:
+            if not line.startswith(" " * 5):  # the block ends at the first line that is not its own
+                close()
+                current = None
+            continue
+        key, value = field["key"].strip(), field["value"].strip()
+        if key == "log":
+            value = value.split(" (check log file", 1)[0]
+            current["logs"] = [v.strip() for v in value.split(",") if v.strip()]
+        elif key == "output":
+            current["output"] = value.split(",")[0].strip()
+        elif key in ("jobid", "message"):
+            current[key] = "" if value == "None" else value
+    close()
+    return list(jobs.values())
+
+
+def failure_summary(log_paths: Sequence[str | Path]) -> str:
+    """A short list of the failed jobs of a run and their logs, from Snakemake's own log (what
+    the Snakefile's ``onerror`` prints at the end of a run)."""
+    jobs = []
+    for path in log_paths:
+        try:
+            jobs += failed_jobs(Path(path).read_text(errors="replace"))
+        except OSError:
+            continue
+    if not jobs:
+        return "explainbench: the run failed before any job did; see the Snakemake log above."
+    lines = [f"explainbench: {len(jobs)} failed job(s); every job that does not depend on them has run "
+             "(keep-going), and a re-run starts from here:"]
+    for job in jobs:
+        logs = ", ".join(job["logs"]) or "no log file (see the Snakemake log)"
+        output = f" -> {job['output']}" if job["output"] else ""
+        lines.append(f"  - {job['rule']}{output}: log {logs}")
+    return "\n".join(lines)
 
 
 @contextlib.contextmanager
