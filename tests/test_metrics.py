@@ -175,6 +175,9 @@ def test_bertscore_hand_computed_cases(minilm_path):
 def test_bertscore_layers_need_a_number_for_an_unknown_model(tmp_path):
     assert metrics.bertscore_layers("anything", 4) == 4
     assert metrics.bertscore_layers("roberta-base", None) == 10  # bert-score's own recommendation
+    # the paper config's hub id and a local copy of roberta-large: bert-score's usual layer 17
+    assert metrics.bertscore_layers("FacebookAI/roberta-large", None) == 17
+    assert metrics.bertscore_layers("/models/roberta-large/", None) == 17
     with pytest.raises(metrics.QualityError, match="quality.bertscore.num_layers"):
         metrics.bertscore_layers(str(tmp_path), None)
 

@@ -163,17 +163,23 @@ def _optional_int(path, lineno: int, row: dict, name: str) -> None:
         raise DataError(f"{path}, row {lineno}, field {name!r}: expected a fold number or null, got {value!r}")
 
 
+def _unique_id(path, lineno: int, row: dict, seen: dict[str, int]) -> str:
+    """The row's ``id``: a non-empty string not seen before (``seen``: id -> line, updated)."""
+    rid = row.get("id")
+    if not isinstance(rid, str) or not rid:
+        raise DataError(f"{path}, row {lineno}, field 'id': missing or empty id")
+    if rid in seen:
+        raise DataError(f"{path}, row {lineno}, field 'id': duplicate id {rid!r} (first at row {seen[rid]})")
+    seen[rid] = lineno
+    return rid
+
+
 def read_examples(path: str | Path) -> list[dict]:
     """A checked ``examples.jsonl``: unique ids, a label, ``test_fold`` and ``demonstration``
     (an integer or null) and ``dev_folds`` (a list of integers) on every row."""
     rows, seen = [], {}
     for lineno, row in read_jsonl_rows(path, "examples file"):
-        rid = row.get("id")
-        if not isinstance(rid, str) or not rid:
-            raise DataError(f"{path}, row {lineno}, field 'id': missing or empty id")
-        if rid in seen:
-            raise DataError(f"{path}, row {lineno}, field 'id': duplicate id {rid!r} (first at row {seen[rid]})")
-        seen[rid] = lineno
+        rid = _unique_id(path, lineno, row, seen)
         if not isinstance(row.get("label"), str):
             raise DataError(f"{path}, row {lineno}, field 'label': missing label for id {rid!r}")
         _optional_int(path, lineno, row, "test_fold")
@@ -218,12 +224,7 @@ def read_explanation_rows(path: str | Path) -> list[tuple[int, dict]]:
     rows = read_jsonl_rows(path, "explanation file")
     seen: dict[str, int] = {}
     for lineno, row in rows:
-        rid = row.get("id")
-        if not isinstance(rid, str) or not rid:
-            raise DataError(f"{path}, row {lineno}, field 'id': missing or empty id")
-        if rid in seen:
-            raise DataError(f"{path}, row {lineno}, field 'id': duplicate id {rid!r} (first at row {seen[rid]})")
-        seen[rid] = lineno
+        rid = _unique_id(path, lineno, row, seen)
         text = row.get("text")
         if not isinstance(text, str) or not text.strip():
             raise DataError(f"{path}, row {lineno}, field 'text': missing or empty explanation for id {rid!r}")

@@ -116,13 +116,16 @@ def rouge(hyps: Sequence[str], refs: Sequence[Sequence[str]], use_stemmer: bool 
 
 def bertscore_layers(model_path: str, num_layers: int | None) -> int:
     """The layer BERTScore reads: the configured one, bert-score's recommendation for a model
-    it knows, else the model's last layer."""
+    it knows (by its hub id, or the id's or folder's last part: ``FacebookAI/roberta-large`` and
+    ``/models/roberta-large`` are bert-score's ``roberta-large``, layer 17), else the model's
+    last layer."""
     if num_layers:
         return int(num_layers)
     from bert_score.utils import model2layers
 
-    if model_path in model2layers:
-        return model2layers[model_path]
+    for name in (model_path, Path(model_path.rstrip("/")).name):
+        if name in model2layers:
+            return model2layers[name]
     config = Path(model_path) / "config.json"
     if config.exists():
         layers = json.loads(config.read_text()).get("num_hidden_layers")
