@@ -210,6 +210,25 @@ def test_human_explanations_beat_no_explanation(esnli_runs):
     assert diff["ci_low"] > 0, (human["accuracy"], none["accuracy"], diff)
 
 
+@pytest.mark.slow
+def test_no_dev_split_trains_every_epoch_and_tests_the_last(tmp_path, minilm_path, esnli_path):
+    """The paper's setting: no dev split, no early stopping, cosine schedule; the last epoch is tested."""
+    records = sample_per_class(load_records(esnli_path, format="esnli", labels=LABELS), 8, 0)
+    examples = tmp_path / "examples.jsonl"
+    write_examples(place_examples(records, {"seed": 0, "folds": 3, "dev": 0.0, "test": 0.2}), examples)
+    cfg = finetune_config(esnli_path, minilm_path, epochs=2, batch_size=4, max_length=64, schedule="cosine",
+                          early_stopping=False)
+    out = tmp_path / "run"
+    job = Job(input={"examples": examples, "explanations": []},
+              output={"metrics": out / "metrics.json", "predictions": out / "predictions.csv"}, config=cfg,
+              wildcards={"dataset": "esnli", "model": "minilm", "condition": "human", "fold": "2", "seed": "0"},
+              settings=rule_settings(cfg, "finetune"), threads=2, rule="finetune")
+    metrics = finetune.run(job)
+    assert metrics["fold"] == 2 and metrics["n"] == 8 and metrics["training"]["n_dev"] == 0
+    assert [h["epoch"] for h in metrics["training"]["history"]] == [1, 2] and metrics["training"]["best_epoch"] == 2
+    assert metrics["n_empty_explanation"] == {"train": 0, "dev": 0, "test": 0}
+
+
 def test_plain_jsonl_keeps_its_human_explanations(tmp_path):
     """A generic JSONL/CSV with an `explanations` column keeps them (the demo NLI set needs them for `human`)."""
     path = tmp_path / "d.jsonl"

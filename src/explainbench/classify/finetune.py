@@ -106,7 +106,7 @@ class FinetuneResult:
     probabilities: np.ndarray  # (n_test, n_labels)
     history: list[dict] = field(default_factory=list)
     best_epoch: int = 0
-    best_dev_accuracy: float = float("nan")
+    best_dev_accuracy: float | None = None  # None without a dev split
     seconds: float = 0.0
     device: str = "cpu"
 
@@ -128,6 +128,8 @@ def _device() -> str:
 
 
 def _encode(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]]:
+    if not texts:  # an empty split (no dev split without early stopping)
+        return []
     return tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
 
 
@@ -295,12 +297,12 @@ def train_and_predict(model_path: str, dataset_spec: dict, splits: dict[str, lis
         if dev:
             dev_prob = predict_proba(model, tokenizer, seqs["dev"], settings.eval_batch_size, device)
             dev_acc = float((dev_prob.argmax(1) == y_dev).mean())
-        history.append({"epoch": epoch, "step": step, "train_loss": running / max(seen, 1), "dev_accuracy": dev_acc,
-                        "seconds": time.time() - t0})
+        history.append({"epoch": epoch, "step": step, "train_loss": running / max(seen, 1),
+                        "dev_accuracy": dev_acc if dev else None, "seconds": time.time() - t0})
         log.info("epoch %d done: step %d, train loss %.4f, dev accuracy %.4f (%.0fs)", epoch, step,
                  running / max(seen, 1), dev_acc, time.time() - t0)
         if not settings.early_stopping:
-            best_acc, best_epoch = dev_acc, epoch  # the last epoch classifies the test set
+            best_acc, best_epoch = (dev_acc if dev else None), epoch  # the last epoch classifies the test set
         elif dev_acc > best_acc:
             best_acc, best_epoch, bad_epochs = dev_acc, epoch, 0
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
