@@ -137,8 +137,8 @@ def test_study_one_in_small_on_real_data(tmp_path, smollm2_path, minilm_path):
                        "pooled_diff_macro_f1_vs_none", "pooled_diff_macro_f1_ci_low", "pooled_diff_macro_f1_ci_high",
                        "folds_better_than_none"]].to_string(index=False))
     print("e-SNLI human - none, macro-F1 per fold:", [round(v, 3) for v in per_fold])
-    print(quality[["dataset", "fold", "explainer", "shots", "n", "n_scored", "bleu", "bertscore_f1", "mauve",
-                   "states_label"]].to_string(index=False))
+    print(quality[["dataset", "fold", "explainer", "shots", "n", "n_scored", "bleu", "rougeL", "states_label",
+                   "states_label_fold_mean"]].to_string(index=False))
     # the human explanation helps MiniLM on e-SNLI, pooled over the folds (the full run asks for every fold;
     # 48 training pairs per fold are few)
     assert human["pooled_diff_macro_f1_vs_none"] > 0
