@@ -50,3 +50,9 @@ rule all:
 
 
 include: "workflow/rules/slurm.smk"  # last: applies config slurm.* to every rule above
+
+
+onerror:
+    from explainbench.workflow import failure_summary
+
+    print(failure_summary(log if isinstance(log, (list, tuple)) else [log]), file=sys.stderr)

@@ -17,8 +17,7 @@ import pytest
 from conftest import causal_spec, encoder_spec
 from explainbench.engines import Backend, engines_started, load_backend
 from explainbench.engines.checkpoint import Checkpoint, CheckpointedBackend, job_checkpoint, partial_dir
-from explainbench.files import write_explanations
-from explainbench.io import write_jsonl
+from explainbench.files import write_examples, write_explanations
 from explainbench.workflow import Job, rule_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -148,38 +147,46 @@ def _fail_then_resume(job: Job, run, blocked: str, caplog) -> list[str]:
     return engines_started()[len(before):]
 
 
+def _examples(tmp: Path, train: list[dict], test: list[dict]) -> str:
+    """An examples.jsonl (the data stage's file): ``test`` in fold 0's test split, ``train`` in its train split."""
+    path = tmp / "examples.jsonl"
+    write_examples([dict(r, test_fold=0 if r in test else None, dev_folds=[], demonstration=None)
+                    for r in train + test], path)
+    return str(path)
+
+
 def _zeroshot(tmp: Path, models: dict):
-    write_jsonl(_rows(2), tmp / "test.jsonl")
+    examples = _examples(tmp, [], _rows(2))
     config = _config({"smollm2": causal_spec(models["smollm2"], backend="transformers", batch_size=4)},
                      zeroshot={"batch_size": 2, "verbalizers": {"mine": WORDS}}, report={"bootstrap": 10})
-    job = _job(tmp, "zeroshot", config, {"model": "smollm2", "condition": "none"},
-               [("predictions", "csv"), ("metrics", "json")], {"test": str(tmp / "test.jsonl"), "explanations": []})
+    job = _job(tmp, "zeroshot", config, {"model": "smollm2", "condition": "none", "fold": "0"},
+               [("predictions", "csv"), ("metrics", "json")], {"examples": examples, "explanations": []})
     return job, "classify.zeroshot", "model smollm2: 0 prompt(s) computed in 0 engine call(s), 6 answered from the checkpoint"
 
 
 def _embed(tmp: Path, models: dict):
     rows = _rows(6)
-    write_jsonl(rows[::2], tmp / "train.jsonl")
-    write_jsonl(rows[1::2], tmp / "test.jsonl")
+    examples = _examples(tmp, rows[::2], rows[1::2])
     config = _config({"minilm": encoder_spec(models["minilm"])}, plr={"embed_chunk_size": 4, "n_per_class": [2]})
     job = _job(tmp, "embed", config, {"model": "minilm"}, [("embeddings", "npz")],
-               {"train": str(tmp / "train.jsonl"), "test": str(tmp / "test.jsonl")})
+               {"examples": examples})
     return job, "plr.embed", "model minilm: 0 prompt(s) computed in 0 engine call(s), 18 answered from the checkpoint"
 
 
 def _scoring(tmp: Path, models: dict):
     refs = _rows(4)
-    write_jsonl(refs, tmp / "test.jsonl")
+    examples = _examples(tmp, [], refs)
     write_explanations([{"id": r["id"], "text": f"the person walks to the shop, so {r['label']} .", "prompt_hash": "-",
                          "finish_reason": "stop", "prompt_tokens": 1, "completion_tokens": 1, "seconds": 0.0,
-                         "model": "m", "dataset": "mine", "shots": 0, "seed": 0, "split": "test"} for r in refs],
+                         "model": "m", "dataset": "mine", "shots": 0, "seed": 0, "states_label": False, "demo_ids": []}
+                        for r in refs],
                        tmp / "explanations.jsonl")
     config = _config({"minilm": encoder_spec(models["minilm"])},
                      quality={"bertscore": {"model": "minilm", "num_layers": 6}, "mauve": {"model": "minilm"},
                               "bootstrap": 10})
-    job = _job(tmp, "score_explanations", config, {"model": "m", "shots": "0", "seed": "0"},
-               [("per_example", "csv"), ("corpus", "csv")],
-               {"explanations": str(tmp / "explanations.jsonl"), "references": str(tmp / "test.jsonl")})
+    job = _job(tmp, "score_explanations", config, {"model": "m", "shots": "0", "seed": "0", "fold": "0"},
+               [("per_example", "csv"), ("corpus", "csv")], {"explanations": str(tmp / "explanations.jsonl"),
+                                                            "examples": examples})
     return job, "explanations.scoring", "bertscore already computed; read from the checkpoint"
 
 

@@ -113,13 +113,13 @@ def test_changing_one_dataset_reruns_only_its_data_for_real(workdir, tmp_path):
     assert [(j.rule, j.wildcards) for j in jobs] == [("prepare_data", "dataset=demo_sentiment")]
     assert "Params have changed" in jobs[0].reason
 
-    nli = workdir / "results" / "data" / "demo_nli" / "train.jsonl"
-    sentiment = workdir / "results" / "data" / "demo_sentiment" / "test.jsonl"
+    nli = workdir / "results" / "data" / "demo_nli" / "examples.jsonl"
+    sentiment = workdir / "results" / "data" / "demo_sentiment" / "examples.jsonl"
     before = (nli.stat().st_mtime_ns, sentiment.read_text())
     proc = run_snakemake(workdir, [*DATA_TARGETS, "--cores", "2", "--configfile", configfile], timeout=300, check=True)
     assert proc.stdout.count("Finished jobid") == 1
     assert nli.stat().st_mtime_ns == before[0], "demo_nli was rewritten"
-    assert sentiment.read_text() != before[1], "a new split seed gives a new test split"
+    assert sentiment.read_text() != before[1], "a new split seed places the examples anew"
     # and downstream of it, the whole default DAG plans only demo_sentiment's jobs (study 2:
     # embeddings, PLR, the zero-shot baseline) and the report; nothing for demo_nli
     downstream = planned_jobs(workdir, configfile=configfile)

@@ -213,7 +213,8 @@ def pairs():
 def prompts(pairs):
     train, examples = pairs
     template = load_template(ROOT / "config" / "prompts", "explain", "esnli", "nli")
-    settings = ExplainSettings(shots=1, seed=0, show_label=True, max_new_tokens=64, temperature=0.0, chunk_size=64)
+    settings = ExplainSettings(shots=1, seed=0, demonstrations="per_example", show_label=True, max_new_tokens=64,
+                               temperature=0.0, chunk_size=64)
     return build_prompts(examples, Prompting(template, train, LABELS), settings)
 
 

@@ -211,9 +211,27 @@ def _check_references(config: dict) -> None:
         if model["kind"] == "encoder" and model["backend"] != "transformers":
             problems.append(f"config key models.{name}.backend: an encoder runs with transformers, not {model['backend']!r}")
     for name, ds in datasets.items():
+        for label in sorted(set(ds.get("label_words", {})) - set(ds["labels"])):
+            problems.append(f"config key datasets.{name}.label_words.{label}: not one of the labels {ds['labels']}")
         split = ds.get("split", {})
-        if split.get("dev", 0) + split.get("test", 0) >= 1:
+        if not split.get("folds") and split.get("dev", 0) + split.get("test", 0) >= 1:
             problems.append(f"config key datasets.{name}.split: dev + test must be below 1")
+        if split.get("folds") and split.get("dev", 0) + 1 / split["folds"] >= 1:
+            problems.append(f"config key datasets.{name}.split: dev + 1/folds must be below 1")
+    explain = config.get("explain", {})
+    shots = explain.get("shots")
+    if isinstance(shots, dict):
+        for name in sorted(set(shots) - set(datasets)):
+            problems.append(f"config key explain.shots.{name}: unknown dataset {name!r}; defined: {sorted(datasets)}")
+        for name in explain.get("datasets", []):
+            if name not in shots:
+                problems.append(f"config key explain.shots: no shot settings for dataset {name!r} "
+                                f"(explain.datasets lists it)")
+    finetune = config.get("finetune", {})
+    for name in finetune.get("datasets", []):
+        if name in datasets and datasets[name].get("split", {}).get("dev") == 0 and finetune.get("early_stopping"):
+            problems.append(f"config key finetune.early_stopping: datasets.{name}.split.dev is 0 (no dev split); "
+                            "set finetune.early_stopping: false")
     problems += _model_problems(config) + _stage_problems(config)
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))

@@ -169,6 +169,13 @@ class Backend(ABC):
                                    f"max_model_len is {limit} (model {self.name!r}); raise max_model_len or "
                                    "shorten the prompt")
 
+    @property
+    def chat_only(self) -> bool:
+        """True for a model reached through a chat endpoint only (GPT-4o mini): prompts are chat
+        messages, the answer cannot be prefilled, and label scores come from the first answer
+        token. False for the local engines, which score any continuation of any prompt."""
+        return False
+
     def option_ids(self, option: str) -> list[int]:
         ids = self.tokenizer(option, add_special_tokens=False)["input_ids"]
         if not ids:

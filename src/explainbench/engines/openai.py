@@ -13,14 +13,17 @@ Works with OpenAI (GPT-4o mini) and with any ``vllm serve``. A model entry::
 
 - ``generate``: chat completions (the server applies the chat template) for chat prompts
   when ``chat_template`` is true; the completions endpoint for plain-string prompts or
-  when ``chat_template`` is false (messages joined by blank lines).
+  when ``chat_template`` is false (messages joined by blank lines). A chat-only model (see
+  below) gets a plain string as one user message, never on the completions endpoint.
 - ``label_logprobs``: exact, when ``path`` is a local folder (a ``vllm serve`` of it): the
   prompt and option token ids go to the completions endpoint with ``echo`` and
   ``logprobs``, and the option tokens' log-probabilities are summed, as the offline engines
-  do. Otherwise (GPT-4o mini, no tokenizer here): one answer token is requested with
-  ``top_logprobs`` (20) and each option gets the probability mass of the listed tokens that
+  do. Otherwise (GPT-4o mini, no tokenizer here: a *chat-only* model, :attr:`chat_only`):
+  one answer token is requested from ``/chat/completions`` with ``logprobs`` and
+  ``top_logprobs`` (20), and each option gets the probability mass of the listed tokens that
   begin it (case and surrounding whitespace ignored; a token that begins several options is
-  left out). An option none of the listed tokens begins gets ``-inf``.
+  left out). An option none of the listed tokens begins gets ``-inf``. OpenAI's chat models
+  reject ``/completions``, so a chat-only model never calls it.
 - ``embed``: the ``/embeddings`` endpoint (the server decides the pooling).
 """
 from __future__ import annotations
@@ -183,8 +186,18 @@ class OpenAIBackend(Backend):
             self._cancel.clear()
 
     # -- prompts ------------------------------------------------------------------------------
+    @property
+    def chat_only(self) -> bool:
+        """A chat model served without its tokenizer here (GPT-4o mini): ``chat_template`` true and
+        ``path`` no local folder. Everything goes to ``/chat/completions``."""
+        return bool(self.spec["chat_template"]) and self._local_tokenizer() is None
+
     def _chat(self, prompt) -> bool:
-        return not isinstance(prompt, str) and self.spec["chat_template"]
+        return bool(self.spec["chat_template"]) and (not isinstance(prompt, str) or self.chat_only)
+
+    @staticmethod
+    def _messages(prompt) -> list[dict]:
+        return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
 
     def render(self, prompt) -> str:
         """Plain text for the completions endpoint (chat prompts are templated by the server)."""
@@ -212,7 +225,7 @@ class OpenAIBackend(Backend):
             common = {"model": self.model_id, "max_tokens": max_new_tokens, "temperature": temperature,
                       "seed": seed, "n": 1}
             if self._chat(prompt):
-                return self._post("chat/completions", dict(common, messages=list(prompt)), _read_chat)
+                return self._post("chat/completions", dict(common, messages=self._messages(prompt)), _read_chat)
             return self._post("completions", dict(common, prompt=self.render(prompt)), _read_completion)
 
         return self._map(one, list(prompts))
@@ -223,7 +236,8 @@ class OpenAIBackend(Backend):
             self._exact_logprobs = self._local_tokenizer() is not None
             log.info("model %s: label log-probabilities %s", self.name,
                      "exact (echo + logprobs on the completions endpoint)" if self._exact_logprobs
-                     else f"from the top {TOP_LOGPROBS} log-probabilities of the first answer token")
+                     else f"from the top {TOP_LOGPROBS} log-probabilities of the first answer token "
+                          f"({'/chat/completions' if self.spec['chat_template'] else '/completions'})")
         if self._exact_logprobs:
             return self._echo_logprobs(prompts, options)
         return self._top_logprobs(prompts, options)
@@ -256,7 +270,7 @@ class OpenAIBackend(Backend):
         def one(prompt) -> list[float]:
             common = {"model": self.model_id, "max_tokens": 1, "temperature": 0.0}
             if self._chat(prompt):
-                top = self._post("chat/completions", dict(common, messages=list(prompt), logprobs=True,
+                top = self._post("chat/completions", dict(common, messages=self._messages(prompt), logprobs=True,
                                                           top_logprobs=TOP_LOGPROBS), _read_chat_top)
             else:
                 top = self._post("completions", dict(common, prompt=self.render(prompt), logprobs=TOP_LOGPROBS),

@@ -26,8 +26,8 @@ from ..data import input_text
 from ..engines import open_backend
 from ..engines.checkpoint import job_checkpoint
 from ..files import EmbeddingError, Embeddings, write_embeddings
-from ..io import read_jsonl
-from ..prompts import fill, load_template
+from ..splits import read_train_test
+from ..prompts import dataset_template, fill
 
 if TYPE_CHECKING:
     from ..engines import Backend
@@ -95,7 +95,7 @@ class Embedder:
     def for_job(cls, job, backend) -> "Embedder":
         """The embedder of a job of rule embed or plr_explain (the job's model and dataset)."""
         settings = EmbedSettings.for_model(job.model_spec, job.settings)
-        template = (load_template(job.settings["prompts_dir"], "embed", job.dataset, job.dataset_spec["task"])
+        template = (dataset_template(job.settings["prompts_dir"], "embed", job.dataset, job.dataset_spec)
                     if settings.wrap else None)
         return cls(backend, settings, template, job.dataset_spec["labels"])
 
@@ -168,14 +168,15 @@ def check_plr_sizes(job, train: Sequence[dict]) -> None:
         counts[rec["label"]] = counts.get(rec["label"], 0) + 1
     label, have = min(counts.items(), key=lambda kv: kv[1]) if counts else ("-", 0)
     if need > have:
-        raise EmbeddingError(f"config key {key}: {need} example(s) per class, but {job.input['train']}, field "
-                             f"'label': class {label!r} has {have} training example(s) (of {len(train)}); "
+        raise EmbeddingError(f"config key {key}: {need} example(s) per class, but {job.input['examples']} (the "
+                             f"train split), field 'label': class {label!r} has {have} training example(s) (of {len(train)}); "
                              f"lower {key} (or give the dataset more rows)")
 
 
 def run(job) -> Embeddings:
-    """Rule ``embed``: read the split files, embed train and test once, write the npz."""
-    splits = {name: read_jsonl(job.input[name]) for name in SPLITS}
+    """Rule ``embed``: read fold 0's train and test (Study 2 is not cross-validated), embed them
+    once, write the npz."""
+    splits = read_train_test(job.input["examples"])
     check_plr_sizes(job, splits["train"])
     out = job.output["embeddings"]
     with job_checkpoint(out) as checkpoint, open_backend(job.model_spec, job.model) as backend:

@@ -30,8 +30,7 @@ from scipy.stats import spearmanr
 from ..engines import open_backend
 from ..engines.checkpoint import job_checkpoint
 from ..files import check_against_splits, read_embeddings, write_phrases, write_stability
-from ..io import read_jsonl
-from ..splits import sample_per_class
+from ..splits import read_train_test, sample_per_class
 from .classifier import PLRClassifier, PLRSettings, fit_draw
 from .embed import Embedder, check_plr_sizes
 
@@ -209,7 +208,7 @@ def explain(embedder: Embedder, train: "Embeddings", test_records: Sequence[dict
 def run(job) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Rule ``plr_explain``: phrases.csv and stability.csv for one dataset x model."""
     path = job.input["embeddings"]
-    splits = {"train": read_jsonl(job.input["train"]), "test": read_jsonl(job.input["test"])}
+    splits = read_train_test(job.input["examples"])
     check_plr_sizes(job, splits["train"])
     emb = read_embeddings(path)
     check_against_splits(emb, splits, path)
