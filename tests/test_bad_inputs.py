@@ -22,7 +22,7 @@ import yaml
 from explainbench.config import ConfigError, dataset_entry, load_config
 from explainbench.engines import engines_started
 from explainbench.errors import ExplainBenchError
-from explainbench.io import write_jsonl
+from explainbench.files import write_examples
 from explainbench.splits import prepare_dataset
 from explainbench.workflow import Job, rule_settings
 
@@ -254,14 +254,12 @@ DATA_CASES = [
 
 # ----------------------------------------------------------------------------- stages, before their engines
 def _job(tmp: Path, rule: str, config: dict, wildcards: dict, outputs: list[str]) -> Job:
-    """A job of ``rule`` over split files of the good rows (and an embeddings path for plr)."""
-    records = _rows(4)
-    splits = {"test": records[0:12:4], "dev": records[1:12:4], "train": [r for i, r in enumerate(records) if i % 4 > 1]}
-    inputs = {}
-    for name, rows in splits.items():
-        write_jsonl(rows, tmp / f"{name}.jsonl")
-        inputs[name] = str(tmp / f"{name}.jsonl")
-    inputs["explanations"] = []
+    """A job of ``rule`` over an examples file of the good rows, placed in fold 0 (3 test, 3 dev,
+    6 train), and an embeddings path for plr."""
+    examples = [dict(r, test_fold=0 if i % 4 == 0 else None, dev_folds=[0] if i % 4 == 1 else [], demonstration=None)
+                for i, r in enumerate(_rows(4))]
+    write_examples(examples, tmp / "examples.jsonl")
+    inputs = {"examples": str(tmp / "examples.jsonl"), "explanations": []}
     inputs["embeddings"] = str(tmp / "embeddings.npz")  # never read: the checks come first
     return Job(input=inputs, output={o: str(tmp / "out" / o) for o in outputs}, config=config, wildcards=wildcards,
                settings=rule_settings(config, rule), rule=rule)
@@ -289,24 +287,24 @@ def stage(rule: str, module: str, outputs: list[str], wildcards: dict, **changes
 
 STAGE_CASES = [
     Case("explain: prompts longer than max_model_len",
-         stage("explain", "explanations.generate", ["test", "dev", "train"], {"shots": "0", "seed": "0"},
+         stage("explain", "explanations.generate", ["explanations"], {"shots": "0", "seed": "0"},
                model={"max_model_len": 64}, **{"explain.max_new_tokens": 16}),
-         [r"test\.jsonl, id 'r\w+': its prompt is \d+ tokens, and with 16 more .* needs \d+, but "
+         [r"examples\.jsonl, id 'r\w+': its prompt is \d+ tokens, and with 16 more .* needs \d+, but "
           r"models\.smollm2\.max_model_len is 64"]),
     Case("zeroshot: prompts longer than max_model_len",
-         stage("zeroshot", "classify.zeroshot", ["predictions", "metrics"], {"condition": "none"},
+         stage("zeroshot", "classify.zeroshot", ["predictions", "metrics"], {"condition": "none", "fold": "0"},
                model={"max_model_len": 40}, **{"explain.max_new_tokens": 16}),
          [r"classify\.yaml, id 'r\w+': its prompt is \d+ tokens", r"models\.smollm2\.max_model_len is 40"]),
     Case("embed: plr.explain_n_per_class larger than a class",
          stage("embed", "plr.embed", ["embeddings"], {}, **{"plr.explain_n_per_class": 5}),
-         [r"config key plr\.explain_n_per_class: 5 example\(s\) per class, but .*train\.jsonl, field 'label': "
+         [r"config key plr\.explain_n_per_class: 5 example\(s\) per class, but .*examples\.jsonl \(the train split\), field 'label': "
           r"class '\w+' has 2 training example\(s\)"]),
     Case("embed: every plr.n_per_class larger than a class",
          stage("embed", "plr.embed", ["embeddings"], {}, **{"plr.n_per_class": [4, 8]}),
-         [r"config key plr\.n_per_class: 4 example\(s\) per class, but .*train\.jsonl, field 'label'"]),
+         [r"config key plr\.n_per_class: 4 example\(s\) per class, but .*examples\.jsonl \(the train split\), field 'label'"]),
     Case("plr_explain: plr.explain_n_per_class larger than a class",
          stage("plr_explain", "plr.occlusion", ["phrases", "stability"], {}, **{"plr.explain_n_per_class": 3}),
-         [r"config key plr\.explain_n_per_class: 3 example\(s\) per class, but .*train\.jsonl, field 'label'"]),
+         [r"config key plr\.explain_n_per_class: 3 example\(s\) per class, but .*examples\.jsonl \(the train split\), field 'label'"]),
 ]
 
 CASES = CONFIG_CASES + DATA_CASES + STAGE_CASES
