@@ -14,7 +14,12 @@ sys.path.insert(0, SRC)
 # library through PYTHONPATH, whichever environment runs them.
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
 
-from explainbench.config import validate_config  # noqa: E402
+from explainbench.config import check_config_files, validate_config_files  # noqa: E402
+
+# Snakemake's reader keeps the last of two equal keys and names no line: read the files again
+# strictly (a syntax error or a key defined twice names the file and line).
+CONFIG_FILES = workflow.overwrite_configfiles or ["config/config.yaml"]
+check_config_files(CONFIG_FILES)
 
 # The default config, unless --configfile names another: then that file alone is the config
 # (Snakemake would otherwise merge it into the default's registries).
@@ -23,7 +28,9 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
-config.update(validate_config(config))  # in place: every rule and script sees the filled-in defaults
+# In place: every rule and script sees the filled-in defaults. Also checks that model folders
+# exist here (a typo is not a hub id); an error names each bad key's file and line.
+config.update(validate_config_files(config, CONFIG_FILES))
 
 
 include: "workflow/rules/common.smk"
@@ -43,3 +50,9 @@ rule all:
 
 
 include: "workflow/rules/slurm.smk"  # last: applies config slurm.* to every rule above
+
+
+onerror:
+    from explainbench.workflow import failure_summary
+
+    print(failure_summary(log if isinstance(log, (list, tuple)) else [log]), file=sys.stderr)

@@ -48,8 +48,8 @@ def main() -> None:
     records = load_records(args.data, format="esnli", labels=LABELS)
     train, examples = records[:500], records[500:500 + args.n]
     template = load_template(ROOT / "config" / "prompts", "explain", "esnli", "nli")
-    settings = ExplainSettings(shots=args.shots, seed=0, show_label=True, max_new_tokens=args.max_new_tokens,
-                               temperature=0.0, chunk_size=len(examples))
+    settings = ExplainSettings(shots=args.shots, seed=0, demonstrations="per_example", show_label=True,
+                               max_new_tokens=args.max_new_tokens, temperature=0.0, chunk_size=len(examples))
     prompts = build_prompts(examples, Prompting(template, train, LABELS), settings)
 
     spec = dict(path=args.model, kind="causal", dtype="float32", max_model_len=1024, chat_template=True,

@@ -75,13 +75,13 @@ def sst2_job(rule: str, config: dict, model: str, input: dict, output: dict) -> 
 
 
 def write_splits(directory: Path, splits: dict[str, list[dict]]) -> dict[str, str]:
-    """The split files (train.jsonl, test.jsonl) of ``splits``, as rule prepare_data writes them."""
-    from explainbench.io import write_jsonl
+    """The examples file of ``splits`` (train and test: fold 0), as rule prepare_data writes it."""
+    from explainbench.files import write_examples
 
-    paths = {name: str(directory / f"{name}.jsonl") for name in splits}
-    for name, rows in splits.items():
-        write_jsonl(rows, paths[name])
-    return paths
+    path = str(directory / "examples.jsonl")
+    write_examples([dict(r, test_fold=0 if name == "test" else None, dev_folds=[], demonstration=None)
+                    for name, rows in splits.items() for r in rows], path)
+    return {"examples": path}
 
 
 @functools.lru_cache(maxsize=None)
@@ -114,6 +114,9 @@ class CountingBackend:
         self.name, self.spec = backend.name, backend.spec
         self.embed_calls = 0
         self.texts_embedded = 0
+
+    def __getattr__(self, attribute):  # everything but embed() is the real backend's
+        return getattr(self.backend, attribute)
 
     def embed(self, texts, **kwargs):
         self.embed_calls += 1

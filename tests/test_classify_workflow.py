@@ -27,8 +27,8 @@ CONFIG = {
     "zeroshot": {"datasets": ["demo_nli"], "classifiers": ["smollm2"], "conditions": ["none", "human"]},
     "report": {"bootstrap": 50},
 }
-FINETUNE = [f"results/finetune/demo_nli/minilm/{c}/seed{s}/metrics.json" for c in ("none", "human") for s in (0, 1)]
-ZEROSHOT = [f"results/zeroshot/demo_nli/smollm2/{c}/metrics.json" for c in ("none", "human")]
+FINETUNE = [f"results/finetune/demo_nli/fold0/minilm/{c}/seed{s}/metrics.json" for c in ("none", "human") for s in (0, 1)]
+ZEROSHOT = [f"results/zeroshot/demo_nli/fold0/smollm2/{c}/metrics.json" for c in ("none", "human")]
 
 
 def snakemake(repo: Path, *args: str):
@@ -50,20 +50,20 @@ def test_conditions_and_seeds_are_cached_and_a_second_run_does_nothing(tmp_path,
 
     for target in FINETUNE:
         metrics = json.loads((repo / target).read_text())
-        _, _, dataset, encoder, condition, seed_dir, _ = target.split("/")
-        assert (metrics["dataset"], metrics["classifier"], metrics["condition"], metrics["seed"], metrics["method"]) == \
-            (dataset, encoder, condition, int(seed_dir.removeprefix("seed")), "finetune")
+        _, _, dataset, fold, encoder, condition, seed_dir, _ = target.split("/")
+        assert (metrics["dataset"], metrics["classifier"], metrics["condition"], metrics["seed"], metrics["method"],
+                metrics["fold"]) == (dataset, encoder, condition, int(seed_dir.removeprefix("seed")), "finetune", 0)
         preds = pd.read_csv(repo / target.replace("metrics.json", "predictions.csv"))
         assert len(preds) == metrics["n"] == 9
-        log = (repo / "logs/finetune" / dataset / encoder / condition / f"{seed_dir}.log").read_text()
+        log = (repo / "logs/finetune" / dataset / fold / encoder / condition / f"{seed_dir}.log").read_text()
         assert "dev accuracy" in log and "test accuracy" in log
     for target in ZEROSHOT:
         metrics = json.loads((repo / target).read_text())
-        assert (metrics["condition"], metrics["seed"], metrics["method"]) == (target.split("/")[4], None, "zeroshot")
+        assert (metrics["condition"], metrics["seed"], metrics["method"]) == (target.split("/")[5], None, "zeroshot")
         assert metrics["n"] == 9 and metrics["n_invalid"] == 0
     # the human condition really saw the explanations, the none condition did not
-    none_log = (repo / "logs/finetune/demo_nli/minilm/none/seed0.log").read_text()
-    human_log = (repo / "logs/finetune/demo_nli/minilm/human/seed0.log").read_text()
+    none_log = (repo / "logs/finetune/demo_nli/fold0/minilm/none/seed0.log").read_text()
+    human_log = (repo / "logs/finetune/demo_nli/fold0/minilm/human/seed0.log").read_text()
     assert none_log.count("[SEP]") and "first training input" in none_log
     first_input = lambda log: log.split("first training input: ")[1].splitlines()[0]  # noqa: E731
     assert first_input(none_log).count("[SEP]") == 1 and first_input(human_log).count("[SEP]") == 2

@@ -54,7 +54,9 @@ def test_load_config_names_the_file(tmp_path, default_config):
     default_config["models"]["minilm"]["batch_size"] = 0
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(default_config))
-    with pytest.raises(ConfigError, match=r"bad.yaml: invalid config:\n  config key models.minilm.batch_size: 0 is less than the minimum of 1"):
+    line = path.read_text().splitlines().index("    batch_size: 0") + 1
+    with pytest.raises(ConfigError, match=rf"bad.yaml: invalid config:\n  config key models.minilm.batch_size "
+                                          rf"\(line {line}\): 0 is less than the minimum of 1"):
         load_config(path)
 
 

@@ -24,12 +24,15 @@ from explainbench.explanations.generate import (
     Prompting,
     build_prompt,
     build_prompts,
+    choose_demonstrations,
     explain_records,
     sample_demonstrations,
     _demo_pools,
 )
+from explainbench.explanations.leakage import label_words
 from explainbench.io import read_jsonl
 from explainbench.prompts import load_template
+from explainbench.splits import place_examples, sample_per_class
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -66,16 +69,18 @@ def _template(dataset="esnli", task="nli"):
     return load_template(PROMPTS, "explain", dataset, task)
 
 
-def _settings(shots=2, max_new_tokens=40, chunk_size=2, show_label=True) -> ExplainSettings:
-    return ExplainSettings(shots=shots, seed=0, show_label=show_label, max_new_tokens=max_new_tokens,
-                           temperature=0.0, chunk_size=chunk_size)
+def _settings(shots=2, max_new_tokens=40, chunk_size=2, show_label=True, demonstrations="per_example",
+              seed=0) -> ExplainSettings:
+    return ExplainSettings(shots=shots, seed=seed, demonstrations=demonstrations, show_label=show_label,
+                           max_new_tokens=max_new_tokens, temperature=0.0, chunk_size=chunk_size)
 
 
 def _prompting(train) -> Prompting:
-    return Prompting(_template(), train, LABELS)
+    return Prompting(_template(), train, LABELS, label_words=label_words(LABELS, ESNLI_WORDS))
 
 
-META = {"model": "smollm2", "dataset": "esnli", "split": "test"}
+ESNLI_WORDS = {"entailment": ["entail"], "neutral": ["neutral"], "contradiction": ["contradict"]}
+META = {"model": "smollm2", "dataset": "esnli"}
 
 
 class Counting(Backend):
@@ -138,6 +143,51 @@ def test_demonstrations_need_explained_train_examples(esnli):
     assert len(build_prompts(esnli["examples"][:2], _prompting([]), _settings(shots=0))) == 2
 
 
+def _placed(esnli, folds=5, reserve=5, dev=0.0):
+    """A balanced real e-SNLI subset (40 per class) placed in folds, with fixed demonstrations reserved."""
+    records = sample_per_class(esnli["train"] + esnli["examples"], 40, seed=0)
+    return place_examples(records, {"seed": 0, "folds": folds, "dev": dev, "test": 0.2}, reserve)
+
+
+def test_fixed_demonstrations_are_one_set_from_no_test_fold(esnli):
+    examples = _placed(esnli)
+    prompting = Prompting(_template(), examples, LABELS)
+    fixed = [e for e in examples if e["demonstration"] is not None]
+    assert sorted(e["demonstration"] for e in fixed) == [0, 1, 2, 3, 4]
+    assert all(e["test_fold"] is None and e["dev_folds"] == [] for e in fixed)  # train in every fold
+    test_ids = {e["id"] for e in examples if e["test_fold"] is not None}
+    for k in (2, 5):
+        demos = choose_demonstrations(examples, prompting, _settings(shots=k, demonstrations="fixed"))
+        first_k = {e["id"] for e in fixed if e["demonstration"] < k}
+        for example, shown in zip(examples, demos):
+            ids = {d["id"] for d in shown}
+            assert ids == first_k - {example["id"]}  # one set for the dataset; a demonstration leaves itself out
+            assert not ids & test_ids
+        # every prefix of the fixed set is label-balanced: 2 shots show two labels, 5 shots 2/2/1
+        counts = Counter(e["label"] for e in fixed if e["demonstration"] < k)
+        assert max(counts.values()) - min(counts.values()) <= 1 and len(counts) == min(k, 3)
+    # the order in the prompt is seeded by the explain seed, the set is not
+    a = choose_demonstrations(examples[:1], prompting, _settings(shots=5, demonstrations="fixed", seed=0))[0]
+    b = choose_demonstrations(examples[:1], prompting, _settings(shots=5, demonstrations="fixed", seed=7))[0]
+    assert {d["id"] for d in a} == {d["id"] for d in b} and [d["id"] for d in a] != [d["id"] for d in b]
+    with pytest.raises(ExplainError, match="reserved 5"):
+        choose_demonstrations(examples[:1], prompting, _settings(shots=6, demonstrations="fixed"))
+
+
+def test_per_example_demonstrations_come_from_the_examples_own_fold(esnli):
+    examples = _placed(esnli, reserve=0, dev=0.1)
+    prompting = Prompting(_template(), examples, LABELS)
+    demos = choose_demonstrations(examples, prompting, _settings(shots=3))
+    fold_of = {e["id"]: e["test_fold"] for e in examples}
+    dev_of = {e["id"]: e["dev_folds"] for e in examples}
+    for example, shown in zip(examples, demos):
+        fold = example["test_fold"]
+        assert len(shown) == 3 and example["id"] not in {d["id"] for d in shown}
+        for d in shown:  # from the train split of the example's own fold: not its test fold, not its dev split
+            assert fold_of[d["id"]] != fold and fold not in dev_of[d["id"]]
+        assert len({d["label"] for d in shown}) == 3
+
+
 # ============================================================================ prompts
 
 def test_prompt_shows_the_gold_label_only_when_asked(esnli):
@@ -152,9 +202,10 @@ def test_prompt_shows_the_gold_label_only_when_asked(esnli):
     assert "Label:" not in "".join(m["content"] for m in hidden)
     assert example["premise"] in shown[-1]["content"] and example["hypothesis"] in shown[-1]["content"]
     assert shown[2]["content"] == demos[0]["explanations"][0]
-    assert "why the label is correct" in shown[1]["content"]  # the instruction opens the first user turn
+    # the instruction opens the first user turn, and asks not to state the label
+    assert "Do not state, name or hint at the label" in shown[1]["content"]
     zero = build_prompt(_template(), example, [], show_label=True, labels=LABELS)
-    assert [m["role"] for m in zero] == ["system", "user"] and "why the label is correct" in zero[1]["content"]
+    assert [m["role"] for m in zero] == ["system", "user"] and "Do not state" in zero[1]["content"]
 
 
 def test_healthfc_has_its_own_wording():
@@ -174,7 +225,8 @@ def _check_rows(rows, examples, *, model, shots):
     assert [r["id"] for r in rows] == [e["id"] for e in examples]
     for row in rows:
         assert list(row) == list(EXPLANATION_FIELDS)
-        assert row["model"] == model and row["dataset"] == "esnli" and row["split"] == "test"
+        assert row["model"] == model and row["dataset"] == "esnli"
+        assert isinstance(row["states_label"], bool) and len(row["demo_ids"]) == shots
         assert row["shots"] == shots and row["seed"] == 0
         assert row["finish_reason"] in ("stop", "length")
         assert row["prompt_tokens"] > 20 and 0 < row["completion_tokens"] <= 40
@@ -263,10 +315,11 @@ _CHILD = textwrap.dedent("""
     args = json.loads(sys.argv[1])
     backend = load_backend(args["spec"], "smollm2")
     prompting = Prompting(load_template(args["prompts"], "explain", "esnli", "nli"), read_jsonl(args["train"]),
-                          args["labels"])
-    settings = ExplainSettings(shots=2, seed=0, show_label=True, max_new_tokens=24, temperature=0.0, chunk_size=2)
+                          args["labels"], label_words=["entail", "neutral", "contradict"])
+    settings = ExplainSettings(shots=2, seed=0, demonstrations="per_example", show_label=True, max_new_tokens=24,
+                               temperature=0.0, chunk_size=2)
     explain_records(read_jsonl(args["examples"]), backend, prompting, settings, args["output"],
-                    {"model": "smollm2", "dataset": "esnli", "split": "test"})
+                    {"model": "smollm2", "dataset": "esnli"})
 """)
 
 

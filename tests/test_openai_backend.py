@@ -102,9 +102,11 @@ def api_key(monkeypatch):
 class FaultProxy:
     """Forwards to the real server after failing the first requests as planned.
 
-    ``plan`` is a list of HTTP statuses (an int answers that status) or ``("sleep", s)``
-    (wait s seconds, then forward). It counts requests, requests in flight and the
-    Authorization headers it saw.
+    ``plan`` is a list of HTTP statuses (an int answers that status), ``("sleep", s)`` (wait s
+    seconds, then forward), ``"not json"`` / ``"no choices"`` (a 200 whose body is not JSON / is
+    JSON without choices) or ``("trickle", s)`` (forward, then send the answer a few bytes at a
+    time over s seconds). It counts requests, requests in flight and the Authorization headers
+    it saw.
     """
 
     def __init__(self, upstream: str, plan=()):
@@ -136,7 +138,15 @@ class FaultProxy:
                         self.end_headers()
                         self.wfile.write(payload)
                         return
-                    if isinstance(step, tuple):
+                    if step in ("not json", "no choices"):
+                        payload = b"<html>502 Bad Gateway</html>" if step == "not json" else b'{"object": "error"}'
+                        self.send_response(200)
+                        self.send_header("Content-Type", "application/json")
+                        self.send_header("Content-Length", str(len(payload)))
+                        self.end_headers()
+                        self.wfile.write(payload)
+                        return
+                    if isinstance(step, tuple) and step[0] == "sleep":
                         time.sleep(step[1])
                     path = self.path[len("/v1"):] if self.path.startswith("/v1") else self.path
                     req = urllib.request.Request(proxy.upstream + path, data=body, method="POST", headers={
@@ -151,7 +161,14 @@ class FaultProxy:
                         self.send_header("Content-Type", "application/json")
                         self.send_header("Content-Length", str(len(data)))
                         self.end_headers()
-                        self.wfile.write(data)
+                        if isinstance(step, tuple) and step[0] == "trickle":
+                            pieces = [data[i:i + 8] for i in range(0, len(data), 8)]
+                            for piece in pieces:
+                                self.wfile.write(piece)
+                                self.wfile.flush()
+                                time.sleep(step[1] / len(pieces))
+                        else:
+                            self.wfile.write(data)
                     except (BrokenPipeError, ConnectionResetError):
                         pass  # the client gave up (timeout test)
                 finally:
@@ -196,7 +213,8 @@ def pairs():
 def prompts(pairs):
     train, examples = pairs
     template = load_template(ROOT / "config" / "prompts", "explain", "esnli", "nli")
-    settings = ExplainSettings(shots=1, seed=0, show_label=True, max_new_tokens=64, temperature=0.0, chunk_size=64)
+    settings = ExplainSettings(shots=1, seed=0, demonstrations="per_example", show_label=True, max_new_tokens=64,
+                               temperature=0.0, chunk_size=64)
     return build_prompts(examples, Prompting(template, train, LABELS), settings)
 
 
@@ -291,8 +309,8 @@ def test_gives_up_after_max_retries_with_a_clear_error(server, prompts, caplog):
     caplog.set_level(logging.DEBUG)
     with FaultProxy(server["base"], plan=[500] * 10) as proxy:
         backend = _backend(proxy.base, SERVED_NAME, max_retries=2)
-        with pytest.raises(BackendError, match=r"model 'served': .*chat/completions failed after 3 attempt\(s\): "
-                                               r"HTTP 500: injected fault") as err:
+        with pytest.raises(BackendError, match=rf"model 'served' \('{SERVED_NAME}'\): .*chat/completions failed after 3 "
+                                               r"attempt\(s\): HTTP 500: injected fault") as err:
             backend.generate(prompts[:1], max_new_tokens=8)
         assert proxy.seen == 3
         backend.close()
@@ -317,6 +335,60 @@ def test_timeout_is_retried(server, prompts):
         gen = backend.generate(prompts[:1], max_new_tokens=4)[0]
         assert gen.text and backend.retries >= 1 and proxy.seen >= 2
         backend.close()
+
+
+def test_a_malformed_200_is_retried_like_a_5xx(server, prompts, caplog):
+    caplog.set_level(logging.WARNING)
+    direct = _backend(server["base"], SERVED_NAME).generate(prompts[:1], max_new_tokens=8)[0]
+    with FaultProxy(server["base"], plan=["not json", "no choices"]) as proxy:
+        backend = _backend(proxy.base, SERVED_NAME)
+        gen = backend.generate(prompts[:1], max_new_tokens=8)[0]
+        assert gen.text == direct.text and backend.retries == 2 and proxy.seen == 3
+        backend.close()
+    assert "HTTP 200 with a body that is not JSON" in caplog.text
+    assert "HTTP 200 with a body of the wrong shape (KeyError: 'choices')" in caplog.text
+
+
+def test_a_malformed_200_fails_for_good_naming_model_url_and_what_was_wrong(server, prompts):
+    with FaultProxy(server["base"], plan=["no choices"] * 5) as proxy:
+        backend = _backend(proxy.base, SERVED_NAME, max_retries=2)
+        with pytest.raises(BackendError, match=rf"model 'served' \('{SERVED_NAME}'\): {proxy.base}/chat/completions "
+                                               r"failed after 3 attempt\(s\): HTTP 200 with a body of the wrong shape "
+                                               r"\(KeyError: 'choices'\): '\{\"object\": \"error\"\}'"):
+            backend.generate(prompts[:1], max_new_tokens=8)
+        assert proxy.seen == 3
+        backend.close()
+
+
+def test_timeout_is_a_deadline_for_the_whole_answer(server, prompts, caplog):
+    """A server that trickles its answer over 12 s (a few bytes every fraction of a second, so no
+    single read waits long) is cut off at timeout_s=3, and the retry gets the answer."""
+    caplog.set_level(logging.WARNING)
+    with FaultProxy(server["base"], plan=[("trickle", 12.0)]) as proxy:
+        backend = _backend(proxy.base, SERVED_NAME, timeout_s=3.0)
+        t0 = time.monotonic()
+        gen = backend.generate(prompts[:1], max_new_tokens=8)[0]
+        elapsed = time.monotonic() - t0
+        assert gen.text and backend.retries == 1 and proxy.seen == 2
+        assert elapsed < 10, f"{elapsed:.1f}s: the trickle was waited out"
+        backend.close()
+    assert "no complete answer within timeout_s=3s" in caplog.text
+
+
+def test_one_request_failing_for_good_stops_the_others(server, prompts, caplog):
+    """Four requests in flight: one gets a 400 (not retried), the others 503s; they stop instead of
+    retrying to exhaustion (which would be 1 + 3 x 7 = 22 requests)."""
+    caplog.set_level(logging.WARNING)
+    with FaultProxy(server["base"], plan=[400] + [503] * 30) as proxy:
+        backend = _backend(proxy.base, SERVED_NAME, max_concurrency=4, max_retries=6)
+        backend.backoff_s = 0.5
+        t0 = time.monotonic()
+        with pytest.raises(BackendError, match="HTTP 400: injected fault"):
+            backend.generate(prompts + prompts[:1], max_new_tokens=8)
+        assert time.monotonic() - t0 < 10
+        assert proxy.seen <= 6, f"{proxy.seen} requests: the others kept retrying"
+        backend.close()
+    assert "other request(s) of the batch stopped after a failure" in caplog.text
 
 
 def test_concurrency_is_bounded(server, prompts):

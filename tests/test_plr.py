@@ -155,7 +155,7 @@ def test_plr_on_encoder_embeddings_learns(tmp_path):
 
 
 def test_smallest_n_reaching_the_zero_shot_accuracy(tmp_path):
-    metrics = {"dataset": "sst2", "classifier": "smollm2", "method": "zeroshot", "condition": "none", "seed": None,
+    metrics = {"dataset": "sst2", "classifier": "smollm2", "method": "zeroshot", "condition": "none", "fold": 0, "seed": None,
                "model_path": "m", "n": 200, "n_invalid": 0, "accuracy": 0.65, "accuracy_ci": [0.58, 0.71],
                "macro_f1": 0.64, "macro_f1_ci": [0.57, 0.7]}
     write_metrics(metrics, tmp_path / "metrics.json")
@@ -175,16 +175,17 @@ def test_smallest_n_reaching_the_zero_shot_accuracy(tmp_path):
 # --------------------------------------------------------------------------- SmolLM2: the paper's claim
 
 def zero_shot_accuracy(job) -> float:
-    """SmolLM2's zero-shot next-token answer on the same test set (``job.input["test"]``), as rule
+    """SmolLM2's zero-shot next-token answer on the same test set (fold 0 of ``job.input["examples"]``), as rule
     `zeroshot` gets it (config/prompts/classification/classify.yaml, label words scored after
     "Label:"), read back from its metrics.json."""
     from explainbench.classify.zeroshot import classify_job
 
     out = Path(job.output["curve"]).parent
     config = sst2_config({"smollm2": smollm2_spec("transformers")})
-    zeroshot = sst2_job("zeroshot", config, "smollm2", {"test": job.input["test"], "explanations": []},
+    zeroshot = sst2_job("zeroshot", config, "smollm2", {"examples": job.input["examples"], "explanations": []},
                         {"metrics": str(out / "metrics.json"), "predictions": str(out / "predictions.csv")})
-    classify_job(smollm2_transformers(), dataclasses.replace(zeroshot, wildcards={**zeroshot.wildcards, "condition": "none"}))
+    classify_job(smollm2_transformers(),
+                 dataclasses.replace(zeroshot, wildcards={**zeroshot.wildcards, "condition": "none", "fold": "0"}))
     return read_metrics(out / "metrics.json")["accuracy"]
 
 

@@ -34,7 +34,7 @@ from explainbench.report.plots import plot_learning_curves
 from explainbench.report.quality import quality_table
 from explainbench.report.render import read_table
 from explainbench.stats import classification_scores, mean_ci
-from explainbench.workflow import Job, condition_names, rule_settings
+from explainbench.workflow import Job, fold_list, rule_settings, shots_for, stage_conditions
 from support.ops import copy_workflow
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,10 +54,10 @@ def write_csv_rows(path: Path, header: list[str], rows: list[list]) -> Path:
 
 
 def write_quality_run(root: Path, dataset: str, explainer: str, shots: int, seed: int, n: int = 12,
-                      metrics=METRICS, with_mauve: bool = True) -> Path:
+                      metrics=METRICS, with_mauve: bool = True, fold: int = 0) -> Path:
     """per_example.csv with random scores, and corpus.csv = their means with bootstrap intervals."""
-    rng = np.random.default_rng(hash((dataset, explainer, shots, seed)) % 2**32)
-    run = root / "results/quality" / dataset / explainer / f"{shots}shot" / f"seed{seed}"
+    rng = np.random.default_rng(hash((dataset, explainer, shots, seed, fold)) % 2**32)
+    run = root / "results/quality" / dataset / f"fold{fold}" / explainer / f"{shots}shot" / f"seed{seed}"
     ids = [f"{dataset}-{i}" for i in range(n)]
     scores = {m: rng.uniform(1, 5, n) if m == "geval" else rng.uniform(0, 1, n) for m in metrics}
     write_csv_rows(run / "per_example.csv", ["id"] + list(metrics),
@@ -65,28 +65,29 @@ def write_quality_run(root: Path, dataset: str, explainer: str, shots: int, seed
     rows = []
     for m in metrics:
         ci = mean_ci(scores[m], bootstrap=50, seed=0)
-        rows.append([dataset, explainer, shots, seed, m, ci["mean"], ci["ci_low"], ci["ci_high"], n])
+        rows.append([dataset, fold, explainer, shots, seed, m, ci["mean"], ci["ci_low"], ci["ci_high"], n])
     if with_mauve:  # a corpus-level metric with no per-example column
-        rows.append([dataset, explainer, shots, seed, "mauve", rng.uniform(0, 1), "", "", n])
-    return write_csv_rows(run / "corpus.csv", ["dataset", "explainer", "shots", "seed", "metric", "value",
+        rows.append([dataset, fold, explainer, shots, seed, "mauve", rng.uniform(0, 1), "", "", n])
+    return write_csv_rows(run / "corpus.csv", ["dataset", "fold", "explainer", "shots", "seed", "metric", "value",
                                                "ci_low", "ci_high", "n"], rows)
 
 
 def write_classification_run(root: Path, method: str, dataset: str, classifier: str, condition: str,
                              seed, gold: list[str], pred: list, labels: list[str], model_path: str,
-                             shuffle: int | None = None) -> Path:
-    """predictions.csv + metrics.json exactly as the contract says (scores by stats.classification_scores)."""
-    run = root / "results" / method / dataset / classifier / condition
+                             shuffle: int | None = None, fold: int = 0) -> Path:
+    """predictions.csv + metrics.json exactly as the contract says (scores by stats.classification_scores);
+    fold k's test items are its own ids."""
+    run = root / "results" / method / dataset / f"fold{fold}" / classifier / condition
     if method == "finetune":
         run = run / f"seed{seed}"
-    ids = [f"{dataset}-t{i}" for i in range(len(gold))]
+    ids = [f"{dataset}-f{fold}-t{i}" for i in range(len(gold))]
     order = list(range(len(gold)))
     if shuffle is not None:  # the same test items, written in another order
         np.random.default_rng(shuffle).shuffle(order)
     write_csv_rows(run / "predictions.csv", ["id", "gold", "pred", "correct"],
                    [[ids[k], gold[k], "" if pred[k] is None else pred[k], int(gold[k] == pred[k])] for k in order])
     scores = classification_scores(gold, pred, labels, bootstrap=50, seed=0)
-    metrics = {"dataset": dataset, "classifier": classifier, "method": method, "condition": condition,
+    metrics = {"dataset": dataset, "classifier": classifier, "method": method, "condition": condition, "fold": fold,
                "seed": seed if method == "finetune" else None, "model_path": model_path, **scores}
     (run / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return run / "metrics.json"
@@ -186,6 +187,7 @@ def test_quality_table_agrees_with_the_per_run_files(tmp_path):
     assert len(table) == len(datasets) * len(explainers) * len(shots) * len(seeds)
     assert set(map(tuple, table[["dataset", "explainer", "shots", "seed"]].to_numpy().tolist())) == \
         set(product(datasets, explainers, shots, seeds))
+    assert (table["fold"] == 0).all() and (table["n_folds"] == 1).all()
     # contract order, mauve (present for one explainer only) in its place
     metric_cols = [c for c in table.columns if f"{c}_ci_low" in table.columns]
     assert metric_cols == ["bleu", "rouge1", "rouge2", "rougeL", "bertscore_p", "bertscore_r", "bertscore_f1", "mauve", "geval"]
@@ -194,7 +196,8 @@ def test_quality_table_agrees_with_the_per_run_files(tmp_path):
         row = table[table["source"] == str(path)]
         assert len(row) == 1
         row = row.iloc[0]
-        assert (row["dataset"], row["explainer"], row["shots"], row["seed"]) == tuple(corpus.iloc[0][["dataset", "explainer", "shots", "seed"]])
+        assert (row["dataset"], row["fold"], row["explainer"], row["shots"], row["seed"]) == \
+            tuple(corpus.iloc[0][["dataset", "fold", "explainer", "shots", "seed"]])
         for r in corpus.itertuples():
             assert row[r.metric] == pytest.approx(r.value)
             for field in ("ci_low", "ci_high"):
@@ -213,18 +216,18 @@ def test_quality_table_agrees_with_the_per_run_files(tmp_path):
 def test_quality_table_bad_input_names_file_row_and_field(tmp_path):
     path = write_quality_run(tmp_path, "d", "m", 0, 0)
     text = path.read_text().splitlines()
-    text[2] = text[2].replace(text[2].split(",")[5], "high", 1)
+    text[2] = ",".join(v if i != 6 else "high" for i, v in enumerate(text[2].split(",")))
     path.write_text("\n".join(text) + "\n")
     with pytest.raises(DataError, match=r"corpus\.csv, row 3, field 'value': not a number: 'high'"):
         quality_table([path], config_hash="h")
     other = write_quality_run(tmp_path, "d", "m", 2, 0)
     lines = other.read_text().splitlines()
-    lines[1] = lines[1].replace(",2,0,", ",4,0,")
+    lines[1] = lines[1].replace(",m,2,0,", ",m,4,0,")
     other.write_text("\n".join(lines) + "\n")
     with pytest.raises(DataError, match=r"corpus\.csv: holds more than one run .*'shots': 4.*'shots': 2"):
         quality_table([other], config_hash="h")
     # the run is what the file says, wherever the file lies; the same run twice is an error
-    text = write_quality_run(tmp_path, "d", "m", 2, 1).read_text().replace(",2,1,", ",8,3,")
+    text = write_quality_run(tmp_path, "d", "m", 2, 1).read_text().replace(",m,2,1,", ",m,8,3,")
     moved = [write_csv_rows(tmp_path / where / "corpus.csv", [], []) for where in ("a", "b")]
     for path in moved:
         path.write_text(text)
@@ -237,64 +240,113 @@ def test_quality_table_bad_input_names_file_row_and_field(tmp_path):
         quality_table([missing], config_hash="h")
 
 
+def test_quality_table_over_folds_with_unscored_examples_and_label_shares(tmp_path):
+    """Five folds of one run: per-fold rows, the mean and sd over folds, n_scored for the metrics
+    that need a reference (two examples of fold 3 have none) and the share that names a label."""
+    header = ["dataset", "fold", "explainer", "shots", "seed", "metric", "value", "ci_low", "ci_high", "n"]
+    rng = np.random.default_rng(5)
+    values = {m: rng.uniform(0, 1, 5) for m in ("bleu", "rougeL", "mauve", "states_label")}
+    paths = []
+    for fold in range(5):
+        scored = 28 if fold == 3 else 30
+        rows = [["hfc", fold, "smol", 2, 0, m, values[m][fold], "", "", 30 if m == "states_label" else scored]
+                for m in values]
+        paths.append(write_csv_rows(tmp_path / f"fold{fold}" / "corpus.csv", header, rows))
+    table = quality_table(paths, config_hash="h")
+    assert list(table["fold"]) == [0, 1, 2, 3, 4] and (table["n_folds"] == 5).all()
+    assert list(table["n"]) == [30] * 5 and list(table["n_scored"]) == [30, 30, 30, 28, 30]
+    for m, v in values.items():
+        assert np.allclose(table[f"{m}_fold_mean"], v.mean())
+        assert np.allclose(table[f"{m}_fold_sd"], np.std(v, ddof=1))
+    findings = quality.quality_findings(table)
+    share = 100 * values["states_label"].mean()
+    assert f"hfc: smol 2-shot explanations name a label in {share:.1f}% of test examples (mean over 5 fold(s))" \
+        in findings
+    md = quality.quality_summary_display(table)
+    assert md.iloc[0]["n_scored"] == 148 and md.iloc[0]["folds"] == 5
+    assert md.iloc[0]["names a label (mean ± sd)"] == f"{values['states_label'].mean():.3f} ± " \
+        f"{np.std(values['states_label'], ddof=1):.3f}"
+
+
 # ----------------------------------------------------------------------------- classification
 
-def _classification_fixture(root: Path, seeds=(0, 1, 2)):
+def _classification_fixture(root: Path, seeds=(0, 1, 2), folds=(0, 1)):
+    """Fine-tuning runs per condition x fold x seed and zero-shot runs per condition x fold; each
+    fold tests its own 60 items."""
     labels = ["entailment", "neutral", "contradiction"]
     rng = np.random.default_rng(7)
     gold = [labels[i % 3] for i in range(60)]
     conditions = ["none", "human", "llm-smol-0shot"]
     acc = {"none": 0.5, "human": 0.8, "llm-smol-0shot": 0.55}
     runs, preds = [], {}
-    for cond, seed in product(conditions, seeds):
+    for cond, fold, seed in product(conditions, folds, seeds):
         p = noisy_predictions(gold, labels, acc[cond], rng)
-        preds[("finetune", cond, seed)] = p
+        preds[("finetune", cond, fold, seed)] = p
         runs.append(write_classification_run(root, "finetune", "nli", "enc", cond, seed, gold, p, labels,
-                                             "/models/enc", shuffle=seed + 10 * conditions.index(cond)))
-    for cond in conditions:
+                                             "/models/enc", shuffle=seed + 10 * conditions.index(cond), fold=fold))
+    for cond, fold in product(conditions, folds):
         p = noisy_predictions(gold, labels, acc[cond] - 0.1, rng, n_invalid=3)
-        preds[("zeroshot", cond, None)] = p
-        runs.append(write_classification_run(root, "zeroshot", "nli", "llm", cond, None, gold, p, labels, "org/llm"))
+        preds[("zeroshot", cond, fold, None)] = p
+        runs.append(write_classification_run(root, "zeroshot", "nli", "llm", cond, None, gold, p, labels, "org/llm",
+                                             fold=fold))
     return runs, gold, preds, conditions
+
+
+def _f1(gold, pred, labels=("entailment", "neutral", "contradiction")) -> float:
+    from sklearn.metrics import f1_score
+
+    return f1_score(gold, ["<none>" if p is None else p for p in pred], labels=list(labels), average="macro",
+                    zero_division=0)
 
 
 def test_classification_table_from_predictions(tmp_path):
     runs, gold, preds, conditions = _classification_fixture(tmp_path)
     table = classification_table(with_predictions(runs[::-1]), config_hash="cafe", bootstrap=200)
-    assert len(table) == 3 * 3 + 3
-    assert list(table["condition"][:3]) == ["none"] * 3  # none first, then human, then LLM
+    assert len(table) == 3 * 2 * 3 + 3 * 2
+    assert list(table["condition"][:6]) == ["none"] * 6  # none first, then human, then LLM
     g = np.array(gold)
-    for (method, cond, seed), p in preds.items():
-        row = table[(table["method"] == method) & (table["condition"] == cond)
+    for (method, cond, fold, seed), p in preds.items():
+        row = table[(table["method"] == method) & (table["condition"] == cond) & (table["fold"] == fold)
                     & ((table["seed"] == seed) if seed is not None else table["seed"].isna())]
-        assert len(row) == 1, (method, cond, seed)
+        assert len(row) == 1, (method, cond, fold, seed)
         row = row.iloc[0]
         correct = (g == np.array(p, dtype=object)).astype(float)
         assert row["accuracy"] == pytest.approx(correct.mean())
+        assert row["macro_f1"] == pytest.approx(_f1(gold, p))
         assert row["n"] == len(gold) and row["n_invalid"] == sum(x is None for x in p)
-        assert row["accuracy_ci_low"] <= row["accuracy"] <= row["accuracy_ci_high"]
+        assert row["macro_f1_ci_low"] <= row["macro_f1"] <= row["macro_f1_ci_high"]
         assert row["model_path"] == ("/models/enc" if method == "finetune" else "org/llm")
         assert row["config_hash"] == "cafe" and row["source"].endswith("metrics.json")
-        base = (g == np.array(preds[(method, "none", seed)], dtype=object)).astype(float)
+        base = preds[(method, "none", fold, seed)]
         if cond == "none":
-            assert math.isnan(row["diff_vs_none"])
+            assert math.isnan(row["diff_macro_f1_vs_none"])
         else:  # paired on ids although the files list the items in different orders
-            assert row["diff_vs_none"] == pytest.approx(correct.mean() - base.mean())
-            assert row["diff_ci_low"] <= row["diff_vs_none"] <= row["diff_ci_high"]
-        seeds = [s for (m, c, s) in preds if m == method and c == cond]
-        accs = [(g == np.array(preds[(method, cond, s)], dtype=object)).mean() for s in seeds]
-        assert row["n_seeds"] == len(seeds)
-        assert row["accuracy_seed_mean"] == pytest.approx(np.mean(accs))
-        if len(accs) > 1:
-            assert row["accuracy_seed_std"] == pytest.approx(np.std(accs, ddof=1))
-        else:
-            assert math.isnan(row["accuracy_seed_std"])
+            assert row["diff_macro_f1_vs_none"] == pytest.approx(_f1(gold, p) - _f1(gold, base))
+            assert row["diff_accuracy_vs_none"] == pytest.approx(correct.mean() - (g == np.array(base, object)).mean())
+            assert row["diff_macro_f1_ci_low"] <= row["diff_macro_f1_vs_none"] <= row["diff_macro_f1_ci_high"]
+        # over folds and seeds: mean and sd of every run's score
+        runs_of = [(f, s) for (m, c, f, s) in preds if m == method and c == cond]
+        f1s = [_f1(gold, preds[(method, cond, f, s)]) for f, s in runs_of]
+        assert (row["n_folds"], row["n_seeds"]) == (2, 3 if method == "finetune" else 1)
+        assert row["macro_f1_mean"] == pytest.approx(np.mean(f1s))
+        assert row["macro_f1_sd"] == pytest.approx(np.std(f1s, ddof=1))
         if cond != "none":
-            none_accs = [(g == np.array(preds[(method, "none", s)], dtype=object)).mean() for s in seeds]
-            assert row["diff_seed_mean_vs_none"] == pytest.approx(np.mean(accs) - np.mean(none_accs))
-    # human explanations (0.8 vs 0.5 accuracy over 3 seeds x 60 items) clearly help
+            # pooled over folds: both folds' items together, the mean over seeds of the difference
+            seeds = sorted({s for _, s in runs_of}, key=lambda x: -1 if x is None else x)
+            both = lambda c, s: [x for f in (0, 1) for x in preds[(method, c, f, s)]]  # noqa: E731
+            pooled = np.mean([_f1(gold * 2, both(cond, s)) - _f1(gold * 2, both("none", s)) for s in seeds])
+            assert row["pooled_diff_macro_f1_vs_none"] == pytest.approx(pooled)
+            assert row["n_pooled"] == 120
+            better = sum(np.mean([_f1(gold, preds[(method, cond, f, s)]) - _f1(gold, preds[(method, "none", f, s)])
+                                  for s in seeds]) > 0 for f in (0, 1))
+            assert row["folds_better_than_none"] == better
+    # human explanations (0.8 vs 0.5 accuracy over 2 folds x 3 seeds x 60 items) clearly help
     human = table[(table["method"] == "finetune") & (table["condition"] == "human")].iloc[0]
-    assert human["diff_seed_mean_ci_low"] > 0
+    assert human["pooled_diff_macro_f1_ci_low"] > 0 and human["folds_better_than_none"] == 2
+    findings = classification.classification_findings(table)
+    line = next(f for f in findings if "finetune enc: human vs none" in f)
+    assert f"macro-F1 {human['pooled_diff_macro_f1_vs_none']:+.3f}" in line and "better in 2 of 2 fold(s)" in line
+    assert "helps" in line and "pooled over 2 fold(s)" in line
 
 
 def test_classification_bad_input(tmp_path):
@@ -303,8 +355,8 @@ def test_classification_bad_input(tmp_path):
     good = write_classification_run(tmp_path, "finetune", "d", "enc", "none", 0, gold, gold, labels, "m")
     other = write_classification_run(tmp_path, "finetune", "d", "enc", "human", 0, gold, gold, labels, "m")
     pred_file = other.with_name("predictions.csv")
-    pred_file.write_text(pred_file.read_text().replace("d-t3,", "d-t99,"))
-    with pytest.raises(DataError, match=r"same test ids: 1 only in .*human.* \(e.g. \['d-t99'\]\)"):
+    pred_file.write_text(pred_file.read_text().replace("d-f0-t3,", "d-f0-t99,"))
+    with pytest.raises(DataError, match=r"same test ids: 1 only in .*human.* \(e.g. \['d-f0-t99'\]\)"):
         classification_table(with_predictions([good, other]), config_hash="h", bootstrap=20)
     lines = pred_file.read_text().splitlines()
     lines[4] = lines[4].rsplit(",", 1)[0] + ",0"  # says wrong, but gold == pred
@@ -407,7 +459,7 @@ def test_report_rules_write_tables_and_plots(tmp_path):
         assert "<table" in (out / f"{name}.html").read_text()
     md = (out / "c.md").read_text()
     assert "## Findings" in md and "human vs none" in md and "llm-smol-0shot vs none" in md
-    assert md.count("| nli | finetune | enc |") == 2 * 3  # summary and per-run sections
+    assert md.count("| nli | finetune | enc |") == 3 + 3 * 2  # summary (3 conditions), per run (x 2 folds)
     plr_md = (out / "p.md").read_text()
     assert "reaches smol zero-shot accuracy" in plr_md or "does not reach smol zero-shot accuracy" in plr_md
     assert plr_md.count("| sent | a | negative |") == 3  # the top 3 phrases per model x label
@@ -436,11 +488,12 @@ def expected_runs(cfg: dict) -> dict:
     plr_llms = {d: list(dict.fromkeys([m for m in p["models"] if cfg["models"][m]["kind"] == "causal"]
                                       + p["zeroshot_models"])) for d in p["datasets"]}
     return {
-        "quality": set(product(e["datasets"], e["explainers"], e["shots"], e["seeds"])),
-        "classification": ({(d, "finetune", enc, c, s) for d in f["datasets"] for enc in f["encoders"]
-                            for c in condition_names(cfg, d, f["conditions"]) for s in f["seeds"]}
-                           | {(d, "zeroshot", m, c, None) for d in z["datasets"] for m in z["classifiers"]
-                              for c in condition_names(cfg, d, z["conditions"])}),
+        "quality": {(d, k, m, n, s) for d in e["datasets"] for k in fold_list(cfg, d) for m in e["explainers"]
+                    for n in shots_for(cfg, d) for s in e["seeds"]},
+        "classification": ({(d, "finetune", enc, c, k, s) for d in f["datasets"] for k in fold_list(cfg, d)
+                            for enc in f["encoders"] for c in stage_conditions(cfg, "finetune", d) for s in f["seeds"]}
+                           | {(d, "zeroshot", m, c, k, None) for d in z["datasets"] for k in fold_list(cfg, d)
+                              for m in z["classifiers"] for c in stage_conditions(cfg, "zeroshot", d)}),
         "plr": set(product(p["datasets"], p["models"], p["n_per_class"])),
         "plr_llms": plr_llms,
         "plots": ([f"learning_curves_{d}" for d in p["datasets"] if p["models"]]
@@ -453,13 +506,13 @@ def expected_runs(cfg: dict) -> dict:
 def write_stage_outputs(root: Path, cfg: dict) -> None:
     """Per-run files of every stage for ``cfg``, in the contract format (as the stages will write them)."""
     runs, rng = expected_runs(cfg), np.random.default_rng(11)
-    for d, e, k, s in runs["quality"]:
-        write_quality_run(root, d, e, k, s)
-    for d, method, m, c, s in runs["classification"]:
+    for d, fold, e, k, s in runs["quality"]:
+        write_quality_run(root, d, e, k, s, fold=fold)
+    for d, method, m, c, fold, s in runs["classification"]:
         labels = cfg["datasets"][d]["labels"]
         gold = [labels[i % len(labels)] for i in range(30)]
         write_classification_run(root, method, d, m, c, s, gold, noisy_predictions(gold, labels, 0.6, rng), labels,
-                                 cfg["models"][m]["path"])
+                                 cfg["models"][m]["path"], fold=fold)
     for d in cfg["plr"]["datasets"]:
         for m in cfg["plr"]["models"]:
             write_curve(root, d, m, cfg["plr"]["n_per_class"], cfg["plr"]["draws"], rng)
@@ -474,15 +527,17 @@ def check_report_outputs(root: Path, cfg: dict) -> None:
     runs, h = expected_runs(cfg), config_hash(cfg)
     tables = root / "results/tables"
     quality = read_table(tables / "explanation_quality.csv")
-    assert set(map(tuple, quality[["dataset", "explainer", "shots", "seed"]].to_numpy().tolist())) == runs["quality"]
+    assert set(map(tuple, quality[["dataset", "fold", "explainer", "shots", "seed"]].to_numpy().tolist())) == \
+        runs["quality"]
     assert len(quality) == len(runs["quality"])
     for m in ("bleu", "rouge1", "rougeL", "bertscore_f1"):
         assert quality[m].notna().all(), m
     cls = read_table(tables / "classification.csv")
-    got = {(r.dataset, r.method, r.classifier, r.condition, None if pd.isna(r.seed) else int(r.seed))
+    got = {(r.dataset, r.method, r.classifier, r.condition, int(r.fold), None if pd.isna(r.seed) else int(r.seed))
            for r in cls.itertuples()}
     assert got == runs["classification"] and len(cls) == len(runs["classification"])
-    assert cls.loc[cls["condition"] != "none", "diff_vs_none"].notna().all()
+    assert cls.loc[cls["condition"] != "none", "diff_macro_f1_vs_none"].notna().all()
+    assert cls.loc[cls["condition"] != "none", "pooled_diff_macro_f1_vs_none"].notna().all()
     plr = read_table(tables / "plr_learning_curves.csv")
     assert set(map(tuple, plr[["dataset", "model", "n_per_class"]].to_numpy().tolist())) == runs["plr"]
     for d, llms in runs["plr_llms"].items():
@@ -512,6 +567,8 @@ def compare_with_sources(root: Path, quality: pd.DataFrame, cls: pd.DataFrame, p
     for row in cls.itertuples():
         preds = pd.read_csv(root / row.source.replace("metrics.json", "predictions.csv"), dtype=str, keep_default_na=False)
         assert row.accuracy == pytest.approx((preds["gold"] == preds["pred"]).mean(), rel=1e-5)
+        labels = json.loads((root / row.source).read_text())["labels"]
+        assert row.macro_f1 == pytest.approx(_f1(preds["gold"], preds["pred"].replace("", None), labels), rel=1e-5)
         assert row.n == len(preds)
         assert row.model_path == json.loads((root / row.source).read_text())["model_path"]
     for row in plr.itertuples():

@@ -31,8 +31,9 @@ def test_default_config_dry_run_has_every_stage():
     assert result.returncode == 0, result.stderr + result.stdout
     counts = job_counts(result.stdout)
     assert STAGES <= set(counts), f"missing stages: {STAGES - set(counts)}"
-    # 1 dataset x 1 explainer x 1 shot setting (each job writes the 3 splits), scored on test
+    # 1 dataset x 1 explainer x 1 shot setting (each job explains every example), scored on fold 0's test split
     assert counts["explain"] == 1 and counts["score_explanations"] == 1
+    assert "results/quality/esnli/fold0/smollm2/2shot/seed0/corpus.csv" in result.stdout
     # none, human and the LLM's explanation: a fine-tuning job and a zero-shot job each
     assert counts["finetune"] == 3 and counts["zeroshot"] == 3
 
@@ -42,10 +43,18 @@ def test_paper_config_dry_run_is_the_full_grid():
     assert result.returncode == 0, result.stderr + result.stdout
     counts = job_counts(result.stdout)
     assert "demo_data" not in counts  # the paper config alone, not merged into the default
-    # 2 datasets x 4 explainers x 2 shot settings (each job writes the 3 splits)
+    # 2 datasets x 4 explainers x 2 shot settings (esnli 0/5, healthfc 0/2); each job explains every example
     assert counts["explain"] == 16
-    # 2 datasets x 4 encoders x (none + human + 8 LLM conditions) x 3 seeds
-    assert counts["finetune"] == 240
+    # scored per fold: 2 datasets x 5 folds x 4 explainers x 2 shot settings
+    assert counts["score_explanations"] == 80
+    # 2 datasets x 5 folds x 4 encoders x (none + human + 8 LLM conditions + their 8 masked twins) x 1 seed
+    assert counts["finetune"] == 720
+    assert "results/finetune/esnli/fold4/roberta-base/llm-gemma-2-9b-5shot-masked/seed0/metrics.json" in result.stdout
+    assert "results/finetune/healthfc/fold0/bert-base/llm-llama-3-70b-2shot/seed0/metrics.json" in result.stdout
+    # shots per dataset: HealthFC is explained with 0 and 2 demonstrations, e-SNLI with 0 and 5
+    assert not re.search(r"healthfc/fold\d/[^/\s]+/llm-[^/\s]+-5shot", result.stdout)
+    assert not re.search(r"esnli/fold\d/[^/\s]+/llm-[^/\s]+-2shot", result.stdout)
+    assert re.search(r"results/explanations/healthfc/gpt-4o-mini/2shot/seed0/explanations.jsonl", result.stdout)
 
 
 def test_bad_config_stops_snakemake_with_the_key_named(tmp_path):
@@ -53,7 +62,9 @@ def test_bad_config_stops_snakemake_with_the_key_named(tmp_path):
     (tmp_path / "bad.yaml").write_text(bad)
     result = dry_run("--configfile", str(tmp_path / "bad.yaml"))
     assert result.returncode != 0
-    assert "config key models.smollm2.dtype: 'float33' is not allowed" in result.stderr + result.stdout
+    # the key, its file and line, and what is allowed
+    assert re.search(r"bad\.yaml: invalid config:\s+config key models\.smollm2\.dtype \(line \d+\): 'float33' is not "
+                     r"allowed; allowed values", result.stderr + result.stdout), result.stderr[-2000:]
 
 
 def copy_workflow(dest: Path) -> Path:
@@ -101,3 +112,48 @@ def test_script_logging_survives_a_library_that_reconfigures_logging(tmp_path):
     assert "earlier run" not in text
     assert "before the engine" in text and "after the engine" in text
     assert "failed:" in text and "RuntimeError: the job fails" in text
+
+
+def test_failed_jobs_are_listed_from_snakemakes_log():
+    """The onerror summary reads Snakemake's own error blocks, local and SLURM (the plugin adds the
+    job's SLURM log to the log line), each job once."""
+    from explainbench.workflow import failed_jobs, failure_summary
+
+    text = """Select jobs to execute...
+Error in rule finetune:
+    message: SLURM-job '41' failed, SLURM status is: 'FAILED'. For further error details see the cluster/cloud log and the log files of the involved rule(s).
+    jobid: 12
+    input: results/data/esnli/examples.jsonl
+    output: results/finetune/esnli/fold3/minilm/human/seed0/metrics.json, results/finetune/esnli/fold3/minilm/human/seed0/predictions.csv
+    log: logs/finetune/esnli/fold3/minilm/human/seed0.log, .snakemake/slurm_logs/rule_finetune/41.log (check log file(s) for error details)
+Error in rule explain:
+    message: None
+    jobid: 3
+    output: results/explanations/healthfc/smollm2/2shot/seed0/explanations.jsonl
+    log: logs/explain/healthfc/smollm2/2shot/seed0.log (check log file(s) for error details)
+    shell:
+        None
+        (command exited with non-zero exit code)
+Removing output files of failed job explain since they might be corrupted:
+Error in rule explain:
+    message: None
+    jobid: 3
+    output: results/explanations/healthfc/smollm2/2shot/seed0/explanations.jsonl
+    log: logs/explain/healthfc/smollm2/2shot/seed0.log (check log file(s) for error details)
+Exiting because a job execution failed. Look above for error messages
+"""
+    jobs = failed_jobs(text)
+    assert [(j["rule"], j["jobid"]) for j in jobs] == [("finetune", "12"), ("explain", "3")]
+    assert jobs[0]["logs"] == ["logs/finetune/esnli/fold3/minilm/human/seed0.log",
+                               ".snakemake/slurm_logs/rule_finetune/41.log"]
+    assert jobs[0]["output"] == "results/finetune/esnli/fold3/minilm/human/seed0/metrics.json"
+    assert jobs[0]["message"].startswith("SLURM-job '41' failed") and jobs[1]["message"] == ""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".log", delete=False) as fh:
+        fh.write(text)
+    summary = failure_summary([fh.name, "/nonexistent.log"])
+    assert summary.splitlines()[0].startswith("explainbench: 2 failed job(s)")
+    assert ("  - finetune -> results/finetune/esnli/fold3/minilm/human/seed0/metrics.json: log "
+            "logs/finetune/esnli/fold3/minilm/human/seed0.log, .snakemake/slurm_logs/rule_finetune/41.log") in summary
+    assert "failed before any job did" in failure_summary(["/nonexistent.log"])

@@ -101,16 +101,16 @@ def vllm_backend(smollm2_path):
 def vllm_runs(vllm_backend, smollm2_path, esnli_path, esnli_sample, tmp_path_factory):
     """Rule zeroshot's work for conditions none and human, on one vLLM engine (it starts once)."""
     root = tmp_path_factory.mktemp("zeroshot")
-    test_path = root / "data" / "test.jsonl"
-    write_jsonl(esnli_sample, test_path)
+    test_path = root / "data" / "examples.jsonl"
+    write_jsonl([dict(r, test_fold=0, dev_folds=[], demonstration=None) for r in esnli_sample], test_path)
     cfg = zeroshot_config(esnli_path, smollm2_path, "vllm", batch_size=16)
     runs = {}
     for condition in ("none", "human"):
         out = root / "results" / condition
-        job = Job(input={"test": test_path, "explanations": [],
+        job = Job(input={"examples": test_path, "explanations": [],
                          "template": template_path(PROMPTS, "classify", "esnli", "nli")},
                   output={"metrics": out / "metrics.json", "predictions": out / "predictions.csv"}, config=cfg,
-                  wildcards={"dataset": "esnli", "model": "smollm2", "condition": condition},
+                  wildcards={"dataset": "esnli", "model": "smollm2", "condition": condition, "fold": "0"},
                   settings=rule_settings(cfg, "zeroshot"), rule="zeroshot")
         runs[condition] = (classify_job(vllm_backend, job), out)
     return runs

@@ -4,8 +4,10 @@ from __future__ import annotations
 import copy
 import fnmatch
 import functools
+import os
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Sequence
 
 import jsonschema
 import yaml
@@ -33,12 +35,113 @@ def _with_defaults(validator_class):
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
 
 
+# ----------------------------------------------------------------------------- reading YAML
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key defined twice in one mapping is an error (PyYAML
+    keeps the last silently: a model defined twice would run with whichever came last)."""
+
+
+def _strict_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            raise ConfigError(f"{key_node.start_mark.name}, line {line}: key {key!r} is defined twice "
+                              f"(first at line {seen[key]}); delete or rename one of them")
+        seen[key] = line
+    loader.flatten_mapping(node)
+    return dict(loader.construct_pairs(node, deep=deep))
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _strict_mapping)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """A YAML file, read strictly: a syntax error, or a key defined twice in one mapping, raises
+    :class:`ConfigError` naming the file and the line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read: {err}") from None
+    loader = _StrictLoader(text)
+    loader.name = str(path)
+    try:
+        return loader.get_single_data()
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: not valid YAML: {err.problem or err.context}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    finally:
+        loader.dispose()
+
+
+def check_config_files(paths: Iterable[str | Path]) -> None:
+    """Read config files strictly (:func:`read_yaml`); the Snakefile calls this on the files
+    Snakemake loads, whose own reader keeps the last of two equal keys."""
+    for path in paths:
+        read_yaml(path)
+
+
+def key_lines(path: str | Path) -> dict[str, int]:
+    """Dotted key -> the line that sets it, for every mapping key of a YAML file."""
+    lines: dict[str, int] = {}
+
+    def walk(node, prefix: str) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                dotted = f"{prefix}{key.value}"
+                lines[dotted] = key.start_mark.line + 1
+                walk(value, dotted + ".")
+
+    try:
+        walk(yaml.compose(Path(path).read_text(encoding="utf-8"), Loader=yaml.SafeLoader), "")
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        pass
+    return lines
+
+
+def _located(err: ConfigError, files: Sequence[str | Path]) -> ConfigError:
+    """``err`` with the file and line of each config key it names (the last file that sets the
+    key, or the nearest enclosing key it sets, as later config files override earlier ones)."""
+    where = [(str(f), key_lines(f)) for f in files]
+
+    def place(match: re.Match) -> str:
+        parts = match.group(1).split(".")
+        for n in range(len(parts), 0, -1):
+            found = [(f, lines[".".join(parts[:n])]) for f, lines in where if ".".join(parts[:n]) in lines]
+            if found:
+                file = "" if len(where) == 1 else f"{found[-1][0]}, "
+                return f"{match.group(0)} ({file}line {found[-1][1]})"
+        return match.group(0)
+
+    text = re.sub(r"config key ([A-Za-z0-9_.-]+[A-Za-z0-9_-])", place, str(err))
+    return ConfigError(f"{where[0][0]}: {text}" if len(where) == 1 else text)
+
+
+def validate_config_files(config: dict[str, Any], files: Sequence[str | Path]) -> dict[str, Any]:
+    """:func:`validate_config` and :func:`check_local_paths` of a config read from ``files``;
+    an error names the file and line of each bad key."""
+    try:
+        config = validate_config(config)
+        check_local_paths(config)
+    except ConfigError as err:
+        raise _located(err, files) from None
+    return config
+
+
+# ----------------------------------------------------------------------------- validating
 def _key_path(error: jsonschema.ValidationError) -> str:
     return ".".join(str(p) for p in error.absolute_path) or "<top level>"
 
 
 def _describe(error: jsonschema.ValidationError) -> str:
     where = _key_path(error)
+    if where.endswith(".api_key_env"):  # whatever it holds may be a secret: never shown
+        return f"config key {where}: must be the name of an environment variable (the value is not shown)"
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         extra = sorted(set(error.instance) - set(allowed))
@@ -108,11 +211,133 @@ def _check_references(config: dict) -> None:
         if model["kind"] == "encoder" and model["backend"] != "transformers":
             problems.append(f"config key models.{name}.backend: an encoder runs with transformers, not {model['backend']!r}")
     for name, ds in datasets.items():
+        for label in sorted(set(ds.get("label_words", {})) - set(ds["labels"])):
+            problems.append(f"config key datasets.{name}.label_words.{label}: not one of the labels {ds['labels']}")
         split = ds.get("split", {})
-        if split.get("dev", 0) + split.get("test", 0) >= 1:
+        if not split.get("folds") and split.get("dev", 0) + split.get("test", 0) >= 1:
             problems.append(f"config key datasets.{name}.split: dev + test must be below 1")
+        if split.get("folds") and split.get("dev", 0) + 1 / split["folds"] >= 1:
+            problems.append(f"config key datasets.{name}.split: dev + 1/folds must be below 1")
+    explain = config.get("explain", {})
+    shots = explain.get("shots")
+    if isinstance(shots, dict):
+        for name in sorted(set(shots) - set(datasets)):
+            problems.append(f"config key explain.shots.{name}: unknown dataset {name!r}; defined: {sorted(datasets)}")
+        for name in explain.get("datasets", []):
+            if name not in shots:
+                problems.append(f"config key explain.shots: no shot settings for dataset {name!r} "
+                                f"(explain.datasets lists it)")
+    finetune = config.get("finetune", {})
+    for name in finetune.get("datasets", []):
+        if name in datasets and datasets[name].get("split", {}).get("dev") == 0 and finetune.get("early_stopping"):
+            problems.append(f"config key finetune.early_stopping: datasets.{name}.split.dev is 0 (no dev split); "
+                            "set finetune.early_stopping: false")
+    problems += _model_problems(config) + _stage_problems(config)
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+
+
+# An API key pasted where the name of its environment variable belongs.
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_KEY_PREFIXES = ("sk-", "sk_", "pk-", "rk-", "ghp_", "gho_", "ghs_", "github_pat_", "hf_", "xai-", "gsk_", "AKIA",
+                 "AIza", "Bearer ")
+
+
+def looks_like_a_key(value: str) -> bool:
+    """Whether ``value`` looks like a secret rather than the name of an environment variable.
+
+    >>> looks_like_a_key("OPENAI_API_KEY"), looks_like_a_key("sk-proj-abc123")
+    (False, True)
+    """
+    if value.startswith(_KEY_PREFIXES) or not _ENV_NAME.match(value):
+        return True
+    return len(value) >= 32 and any(c.isdigit() for c in value) and any(c.islower() for c in value)
+
+
+def _local_model_folders(models: dict) -> list[Path]:
+    """Folders that hold local models: resources/models/* (the demo models, built or not) and
+    every configured model folder that exists."""
+    from .demo import DEMO_MODELS
+
+    found = [Path("resources/models") / name for name in DEMO_MODELS]
+    if Path("resources/models").is_dir():
+        found += [p for p in Path("resources/models").iterdir() if p.is_dir()]
+    found += [Path(m["path"]).expanduser() for m in models.values() if Path(m["path"]).expanduser().is_dir()]
+    return list(dict.fromkeys(found))
+
+
+def model_path_problem(name: str, path: str, models: dict) -> str | None:
+    """Why a model's ``path`` is neither a local folder nor a hub id (None when it may be one).
+
+    A path that does not exist is a hub id only in the hub's shape (``org/name``), and not when
+    ``org`` is the name of a local folder that holds models (``models/SmolLM2-...`` is a typo of
+    ``resources/models/SmolLM2-...``, not a hub id: it would fail on the network a minute later).
+    """
+    import difflib
+
+    if Path(path).expanduser().exists():
+        return None
+    local = _local_model_folders(models)
+    if Path(path) in local:  # a demo model that rule demo_model builds
+        return None
+    where = f"config key models.{name}.path"
+    parts = path.split("/")
+    local_looking = (path.startswith(("/", ".", "~", "resources/", "results/")) or "\\" in path or len(parts) > 2
+                     or path.endswith("/"))
+    holders = {folder.parent.name for folder in local}
+    if not local_looking and not (len(parts) == 2 and (parts[0] in holders or Path(parts[0]).is_dir())):
+        return None
+    close = difflib.get_close_matches(parts[-1], [f.name for f in local], n=1, cutoff=0.6)
+    hint = next((f" Did you mean {str(f)!r}?" for f in local if close and f.name == close[0]), "")
+    relative = "" if Path(path).expanduser().is_absolute() else f" (relative to {os.getcwd()})"
+    return (f"{where}: no folder {path!r}{relative}, and it is not a hub id (org/name) either: it looks "
+            f"like a local path.{hint}")
+
+
+def _model_problems(config: dict) -> list[str]:
+    models, problems = config["models"], []
+    for name, model in models.items():
+        if model["backend"] == "openai" and looks_like_a_key(model["api_key_env"]):
+            problems.append(f"config key models.{name}.api_key_env: holds something that is not the name of an "
+                            "environment variable and looks like an API key (the value is not shown). Put the key "
+                            "in an environment variable and name the variable here, e.g. api_key_env: OPENAI_API_KEY")
+    explain = config["explain"]
+    for name in explain["explainers"]:
+        limit = models.get(name, {}).get("max_model_len")
+        if limit is not None and limit <= explain["max_new_tokens"]:
+            problems.append(f"config key models.{name}.max_model_len: {limit} tokens leave no room for a prompt "
+                            f"before the {explain['max_new_tokens']} new tokens of explain.max_new_tokens")
+    judge = config["quality"]["judge"]
+    if judge in models and models[judge]["kind"] != "causal":
+        problems.append(f"config key quality.judge: model {judge!r} is kind {models[judge]['kind']!r}; the G-Eval "
+                        "judge rates explanations by next-token probabilities and needs a causal LM")
+    return problems
+
+
+def check_local_paths(config: dict) -> None:
+    """The checks of a validated config against this machine's files (the Snakefile and
+    :func:`load_config` call it; :func:`validate_config` does not, so a config that describes
+    another machine's folders still validates): every model path is a folder here or a hub id
+    (:func:`model_path_problem`)."""
+    models = config["models"]
+    problems = [problem for name, model in models.items() if model["backend"] != "openai"
+                for problem in [model_path_problem(name, model["path"], models)] if problem]
+    if problems:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+
+
+def _stage_problems(config: dict) -> list[str]:
+    datasets, problems = config["datasets"], []
+    for dataset, words in config["zeroshot"]["verbalizers"].items():
+        if dataset not in datasets:
+            problems.append(f"config key zeroshot.verbalizers.{dataset}: unknown dataset {dataset!r}; "
+                            f"defined: {sorted(datasets)}")
+            continue
+        unknown = sorted(set(words) - set(datasets[dataset]["labels"]))
+        if unknown:
+            problems.append(f"config key zeroshot.verbalizers.{dataset}: unknown label(s) {unknown}; "
+                            f"datasets.{dataset}.labels: {datasets[dataset]['labels']}")
+    return problems
 
 
 def runtime_only_keys(schema: dict | None = None) -> set[str]:
@@ -181,11 +406,31 @@ def dataset_entry(**keys: Any) -> dict:
 
 
 def load_config(path: str | Path, overrides: dict | None = None) -> dict:
-    """Read a YAML config file, apply overrides (top-level keys), validate it."""
-    with open(path) as fh:
-        config = yaml.safe_load(fh) or {}
+    """Read a YAML config file (strictly, :func:`read_yaml`), apply overrides (top-level keys),
+    validate it."""
+    config = read_yaml(path) or {}
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys at the top level")
     config.update(overrides or {})
-    try:
-        return validate_config(config)
-    except ConfigError as err:
-        raise ConfigError(f"{path}: {err}") from None
+    return validate_config_files(config, [path])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m explainbench.config FILE...``: read and validate config files as a run would,
+    printing what is wrong with the file, line and key (Snakemake's own reader of a
+    ``--configfile`` names no line)."""
+    import sys
+
+    failed = 0
+    for path in (sys.argv[1:] if argv is None else argv):
+        try:
+            load_config(path)
+            print(f"{path}: valid")
+        except ConfigError as err:
+            print(err, file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

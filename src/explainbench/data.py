@@ -12,13 +12,15 @@ the row and the field.
 """
 from __future__ import annotations
 
+import functools
+import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from .errors import DataError
-from .io import read_jsonl_objects
+from .io import decode_line, read_jsonl_objects
 
 FIELDS = ("id", "text", "premise", "hypothesis", "label", "explanations")
 
@@ -60,8 +62,12 @@ def _read_table(path: str | Path, fmt: str, hub_split: str = "validation") -> tu
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: file not found")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not a data file (a dataset's path names one {fmt} file)")
     if path.stat().st_size == 0:
-        raise DataError(f"{path}: file is empty")
+        raise DataError(f"{path}: file is empty: no rows")
+    if fmt in ("csv", "tsv", "healthfc"):
+        _check_utf8(path)
     if fmt in ("jsonl", "esnli"):
         rows = []
         for lineno, row in read_jsonl_objects(path):
@@ -73,6 +79,8 @@ def _read_table(path: str | Path, fmt: str, hub_split: str = "validation") -> tu
         try:
             frame = pd.read_csv(path, sep=sep, encoding="utf-8-sig", dtype=str, keep_default_na=False,
                                 quoting=3 if sep == "\t" else 0)
+        except pd.errors.EmptyDataError:
+            raise DataError(f"{path}: no rows (the file holds only blank lines)") from None
         except (pd.errors.ParserError, UnicodeDecodeError) as err:
             raise DataError(f"{path}: cannot parse as {fmt.upper()}: {err}") from None
     elif fmt == "parquet":
@@ -84,6 +92,14 @@ def _read_table(path: str | Path, fmt: str, hub_split: str = "validation") -> tu
     for i, row in enumerate(rows, start=1):
         row["__row__"] = i
     return rows, "data row"
+
+
+def _check_utf8(path: Path) -> None:
+    """A table file is UTF-8 text: a byte that is not raises DataError naming the row (the file's
+    line; data row = line - 1 below a header)."""
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            decode_line(raw, path, lineno)
 
 
 def _read_hub(hub_id: str, split: str) -> list[dict]:
@@ -119,6 +135,8 @@ def _columns_for(fmt: str, task: str, columns: dict, path: str) -> dict[str, Any
 def _label_name(value: Any, labels: list[str], where: str) -> str:
     if value is None or (isinstance(value, float) and value != value):
         raise DataError(f"{where}: label is missing")
+    if isinstance(value, (dict, list, bool)):
+        raise DataError(f"{where}: expected a label name or index, got {json.dumps(value)[:80]}")
     text = str(value).strip()
     if text in labels:
         return text
@@ -131,9 +149,14 @@ def _label_name(value: Any, labels: list[str], where: str) -> str:
     raise DataError(f"{where}: unknown label {text!r}; allowed: {labels} (or their indices 0..{len(labels) - 1})")
 
 
-def _text(value: Any) -> str:
+def _text(value: Any, where: str = "") -> str:
+    """A cell as one line of text; a JSON object or list where text belongs is an error (it
+    would otherwise be stringified into the text the models read)."""
     if value is None or (isinstance(value, float) and value != value):
         return ""
+    if isinstance(value, (dict, list, tuple)):
+        kind = "a JSON object" if isinstance(value, dict) else "a JSON list"
+        raise DataError(f"{where}: expected text, got {kind} ({json.dumps(value, ensure_ascii=False, default=str)[:80]})")
     return " ".join(str(value).split())
 
 
@@ -152,8 +175,15 @@ def load_records(path: str | Path, *, format: str, labels: list[str], task: str 
 
 def _load(path: str | Path, spec: dict, id_prefix: str) -> list[dict]:
     """Records of ``path`` read as dataset entry ``spec`` says; generated ids are ``{id_prefix}-{row}``."""
+    return _load_rows(path, spec, id_prefix)[0]
+
+
+def _load_rows(path: str | Path, spec: dict, id_prefix: str) -> tuple[list[dict], dict[str, str]]:
+    """:func:`_load`, and where each record came from (id -> "line 12", "data row 3", ...)."""
     format, labels, task, columns = spec["format"], spec["labels"], spec["task"], spec["columns"]
     rows, row_kind = _read_table(path, format, spec["hub_split"])
+    if not rows:
+        raise DataError(f"{path}: no rows (the file holds only blank lines)")
     mapping = _columns_for(format, task, columns or {}, str(path))
     needed = ["label"] + (["premise", "hypothesis"] if task == "nli" else ["text"])
     available = set().union(*(r.keys() for r in rows[:50])) if rows else set()
@@ -171,15 +201,13 @@ def _load(path: str | Path, spec: dict, id_prefix: str) -> list[dict]:
                     mapping["id"] = None  # ids are generated
                     continue
                 raise DataError(f"{path}: column {col!r} (field {field!r}) not found; columns: {sorted(available - {'__row__'})}")
-    if not rows:
-        raise DataError(f"{path}: no rows")
 
     prefix = id_prefix
     records, seen = [], {}
     for row in rows:
         n = row["__row__"]
         rec: dict[str, Any] = {}
-        rec["id"] = _text(row.get(mapping["id"])) if mapping.get("id") else f"{prefix}-{n}"
+        rec["id"] = _text(row.get(mapping["id"]), _where(path, n, mapping["id"])) if mapping.get("id") else f"{prefix}-{n}"
         if not rec["id"]:
             raise DataError(f"{_where(path, n, mapping['id'])}: empty id ({row_kind} {n})")
         if rec["id"] in seen:
@@ -187,7 +215,7 @@ def _load(path: str | Path, spec: dict, id_prefix: str) -> list[dict]:
         seen[rec["id"]] = n
         rec["label"] = _label_name(row.get(mapping["label"]), labels, _where(path, n, mapping["label"]))
         for field in needed[1:]:
-            rec[field] = _text(row.get(mapping[field]))
+            rec[field] = _text(row.get(mapping[field]), _where(path, n, mapping[field]))
             if not rec[field]:
                 raise DataError(f"{_where(path, n, mapping[field])}: empty {field}")
         expl_cols = mapping.get("explanations")
@@ -196,20 +224,48 @@ def _load(path: str | Path, spec: dict, id_prefix: str) -> list[dict]:
             for col in [expl_cols] if isinstance(expl_cols, str) else expl_cols:
                 value = row.get(col)
                 values = value if isinstance(value, (list, tuple)) else [value]
-                expls.extend(t for t in (_text(v) for v in values) if t)
+                expls.extend(t for t in (_text(v, _where(path, n, col)) for v in values) if t)
         rec["explanations"] = expls
         records.append(rec)
-    return records
+    return records, {rid: f"{row_kind} {n}" for rid, n in seen.items()}
 
 
 def load_dataset(spec: dict, name: str | None = None) -> list[dict]:
     """Load a dataset from its validated config entry (``config['datasets'][name]``; see
     :func:`explainbench.config.dataset_entry`); generated ids start with ``name``."""
+    return load_dataset_rows(spec, name)[0]
+
+
+def load_dataset_rows(spec: dict, name: str | None = None) -> tuple[list[dict], dict[str, str]]:
+    """:func:`load_dataset`, and where each record came from (id -> "line 12"), for messages."""
     fmt = spec["format"]
     labels = spec["labels"]
     if fmt == "healthfc" and len(labels) != 3:
         raise DataError(f"datasets.{name}.labels: HealthFC has three labels (0 supported, 1 not enough information, 2 refuted)")
-    return _load(spec["path"], spec, name or Path(spec["path"]).stem)
+    return _load_rows(spec["path"], spec, name or Path(spec["path"]).stem)
+
+
+def label_column(spec: dict) -> str:
+    """The file's column that holds a dataset's labels."""
+    return _columns_for(spec["format"], spec["task"], spec["columns"], spec["path"])["label"]
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes (what a data file's cache key is made of, not its mtime);
+    remembered in this process while the file's size and mtime stay the same."""
+    stat = Path(path).stat()
+    return _sha256(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def input_text(record: dict) -> str:

@@ -4,6 +4,10 @@ checked reader, in one place that the stage writing a file and the stages readin
 =====================================================  ==========================================
 file (``workflow/rules/common.smk`` PATHS)              columns / fields; writer; reader
 =====================================================  ==========================================
+``data/{dataset}/examples.jsonl``                      a record + :data:`explainbench.splits.PLACEMENT_FIELDS`;
+                                                       :func:`write_examples`; :func:`read_examples`
+                                                       (one fold: :func:`explainbench.splits.read_fold`)
+``data/{dataset}/sample.csv``                          :data:`SAMPLE_COLUMNS`; :func:`write_sample_ids`
 ``explanations/.../{split}.jsonl``                     :data:`EXPLANATION_FIELDS`;
                                                        :func:`write_explanations`;
                                                        :func:`read_explanation_rows`,
@@ -46,10 +50,11 @@ import pandas as pd
 from .errors import DataError
 from .io import atomic_path, read_jsonl_objects, write_csv, write_json, write_jsonl
 
-EXPLANATION_FIELDS = ("id", "text", "prompt_hash", "finish_reason", "prompt_tokens", "completion_tokens", "seconds",
-                      "model", "dataset", "shots", "seed", "split")
-CORPUS_COLUMNS = ["dataset", "explainer", "shots", "seed", "metric", "value", "ci_low", "ci_high", "n"]
-METRICS_KEYS = ["dataset", "classifier", "method", "condition", "seed", "model_path", "n", "n_invalid",
+EXPLANATION_FIELDS = ("id", "text", "states_label", "demo_ids", "prompt_hash", "finish_reason", "prompt_tokens",
+                      "completion_tokens", "seconds", "model", "dataset", "shots", "seed")
+SAMPLE_COLUMNS = ["id", "label", "test_fold", "demonstration", "premise", "hypothesis", "text"]
+CORPUS_COLUMNS = ["dataset", "fold", "explainer", "shots", "seed", "metric", "value", "ci_low", "ci_high", "n"]
+METRICS_KEYS = ["dataset", "classifier", "method", "condition", "fold", "seed", "model_path", "n", "n_invalid",
                 "accuracy", "accuracy_ci", "macro_f1", "macro_f1_ci"]
 PREDICTION_COLUMNS = ["id", "gold", "pred", "correct"]
 CURVE_COLUMNS = ["dataset", "model", "n_per_class", "draw", "accuracy", "macro_f1", "C"]
@@ -145,6 +150,54 @@ def _write_columns(frame: pd.DataFrame, columns: Sequence[str], path: str | Path
     write_csv(frame[list(columns)], path)
 
 
+# ============================================================================ examples.jsonl, sample.csv
+
+def write_examples(examples: Iterable[dict], path: str | Path) -> None:
+    """Every example of a dataset with its placement (test fold, dev folds, demonstration rank)."""
+    write_jsonl(examples, path)
+
+
+def _optional_int(path, lineno: int, row: dict, name: str) -> None:
+    value = row.get(name, "missing")
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+        raise DataError(f"{path}, row {lineno}, field {name!r}: expected a fold number or null, got {value!r}")
+
+
+def _unique_id(path, lineno: int, row: dict, seen: dict[str, int]) -> str:
+    """The row's ``id``: a non-empty string not seen before (``seen``: id -> line, updated)."""
+    rid = row.get("id")
+    if not isinstance(rid, str) or not rid:
+        raise DataError(f"{path}, row {lineno}, field 'id': missing or empty id")
+    if rid in seen:
+        raise DataError(f"{path}, row {lineno}, field 'id': duplicate id {rid!r} (first at row {seen[rid]})")
+    seen[rid] = lineno
+    return rid
+
+
+def read_examples(path: str | Path) -> list[dict]:
+    """A checked ``examples.jsonl``: unique ids, a label, ``test_fold`` and ``demonstration``
+    (an integer or null) and ``dev_folds`` (a list of integers) on every row."""
+    rows, seen = [], {}
+    for lineno, row in read_jsonl_rows(path, "examples file"):
+        rid = _unique_id(path, lineno, row, seen)
+        if not isinstance(row.get("label"), str):
+            raise DataError(f"{path}, row {lineno}, field 'label': missing label for id {rid!r}")
+        _optional_int(path, lineno, row, "test_fold")
+        _optional_int(path, lineno, row, "demonstration")
+        dev = row.get("dev_folds")
+        if not isinstance(dev, list) or not all(isinstance(f, int) and not isinstance(f, bool) for f in dev):
+            raise DataError(f"{path}, row {lineno}, field 'dev_folds': expected a list of fold numbers, got {dev!r}")
+        rows.append(row)
+    return rows
+
+
+def write_sample_ids(examples: Iterable[dict], path: str | Path) -> None:
+    """The sampled examples, one row each (:data:`SAMPLE_COLUMNS`), for a reader to compare with
+    another study's sample; the texts are in ``examples.jsonl`` beside it."""
+    rows = [{k: ex.get(k) if ex.get(k) is not None else "" for k in SAMPLE_COLUMNS} for ex in examples]
+    write_csv(pd.DataFrame(rows, columns=SAMPLE_COLUMNS), path)
+
+
 # ============================================================================ explanations (JSONL)
 
 def write_explanations(rows: Iterable[dict], path: str | Path) -> None:
@@ -166,16 +219,12 @@ def read_jsonl_rows(path: str | Path, what: str = "file") -> list[tuple[int, dic
 
 def read_explanation_rows(path: str | Path) -> list[tuple[int, dict]]:
     """(line number, row) of an explanation file: at least one row, each with a unique non-empty
-    ``id`` and a non-empty ``text``."""
+    ``id`` and a non-empty ``text`` (an explainer that wrote nothing for an example is an error:
+    the job that wrote the file logs how many, and the file should be regenerated)."""
     rows = read_jsonl_rows(path, "explanation file")
     seen: dict[str, int] = {}
     for lineno, row in rows:
-        rid = row.get("id")
-        if not isinstance(rid, str) or not rid:
-            raise DataError(f"{path}, row {lineno}, field 'id': missing or empty id")
-        if rid in seen:
-            raise DataError(f"{path}, row {lineno}, field 'id': duplicate id {rid!r} (first at row {seen[rid]})")
-        seen[rid] = lineno
+        rid = _unique_id(path, lineno, row, seen)
         text = row.get("text")
         if not isinstance(text, str) or not text.strip():
             raise DataError(f"{path}, row {lineno}, field 'text': missing or empty explanation for id {rid!r}")
@@ -195,7 +244,7 @@ def write_corpus(frame: pd.DataFrame, path: str | Path) -> None:
 
 
 def read_corpus(path: str | Path) -> pd.DataFrame:
-    """One ``corpus.csv`` with its numbers checked: one run (dataset, explainer, shots, seed),
+    """One ``corpus.csv`` with its numbers checked: one run (dataset, fold, explainer, shots, seed),
     each metric once; a ``source`` column holds the path."""
     raw = _read_csv(path, CORPUS_COLUMNS)
     if raw.empty:
@@ -204,10 +253,11 @@ def read_corpus(path: str | Path) -> pd.DataFrame:
     for name in ("value", "ci_low", "ci_high"):
         df[name] = _numbers(raw, path, name)
     df["n"] = _numbers(raw, path, "n", integer=True)
+    df["fold"] = _integers(raw, path, "fold")
     df["shots"] = _integers(raw, path, "shots")
     df["seed"] = _integers(raw, path, "seed")
     _check_filled(df, path, ("dataset", "explainer", "metric"))
-    _one_run(df, path, ("dataset", "explainer", "shots", "seed"))
+    _one_run(df, path, ("dataset", "fold", "explainer", "shots", "seed"))
     _check_unique(df, path, ("metric",))
     df["source"] = str(path)
     return df
@@ -267,7 +317,7 @@ def _interval(obj: dict, key: str, path) -> tuple[float, float]:
 
 def read_metrics(path: str | Path) -> dict:
     """A checked ``metrics.json``: every field of :data:`METRICS_KEYS`, method ``finetune`` or
-    ``zeroshot``, an integer (or null) seed, numeric scores; the ``*_ci`` intervals as
+    ``zeroshot``, a fold number, an integer (or null) seed, numeric scores; the ``*_ci`` intervals as
     (low, high) floats (NaN where null)."""
     m = _read_json(path, METRICS_KEYS)
     if m["method"] not in ("finetune", "zeroshot"):
@@ -276,6 +326,8 @@ def read_metrics(path: str | Path) -> dict:
         m["seed"] = int(m["seed"])  # a seed taken from a wildcard may arrive as text
     if m["seed"] is not None and (not isinstance(m["seed"], int) or isinstance(m["seed"], bool)):
         raise DataError(f"{path}, field 'seed': {m['seed']!r}; expected an integer or null")
+    if not isinstance(m["fold"], int) or isinstance(m["fold"], bool) or m["fold"] < 0:
+        raise DataError(f"{path}, field 'fold': {m['fold']!r}; expected a fold number (0 without cross-validation)")
     for key in ("accuracy", "macro_f1", "n", "n_invalid"):
         if not isinstance(m[key], (int, float)) or isinstance(m[key], bool):
             raise DataError(f"{path}, field {key!r}: not a number: {m[key]!r}")

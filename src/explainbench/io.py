@@ -75,12 +75,24 @@ def read_jsonl(path: str | Path) -> list[dict]:
     return [row for _, row in read_jsonl_objects(path)]
 
 
+def decode_line(raw: bytes, path: str | Path, lineno: int) -> str:
+    """One line of a UTF-8 file (a byte-order mark at the start of the file is dropped); a byte
+    that is not UTF-8 raises DataError naming the file, the row and the column."""
+    if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}, row {lineno}, column {err.start + 1}: byte 0x{raw[err.start]:02x} is not UTF-8 "
+                        "text (save the file as UTF-8)") from None
+
 def read_jsonl_objects(path: str | Path) -> list[tuple[int, dict]]:
     """(line number, object) for every non-blank line of a JSONL file; a line that is not a JSON
     object raises DataError naming the file and row."""
     rows = []
-    with open(path, encoding="utf-8-sig") as fh:
-        for lineno, line in enumerate(fh, start=1):
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            line = decode_line(raw, path, lineno)
             if not line.strip():
                 continue
             try:

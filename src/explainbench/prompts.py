@@ -1,6 +1,7 @@
 """Prompt templates are data files: ``<prompts_dir>/<task>/<stage>.yaml``.
 
-A dataset can override any of them with ``<prompts_dir>/<dataset>/<stage>.yaml``. Stages
+A dataset can override any of them with ``<prompts_dir>/<dataset>/<stage>.yaml`` (``<dataset>`` is
+the dataset entry's ``prompts`` folder name, by default the dataset's own name). Stages
 (``explain``, ``classify``, ``embed``, ``geval``, ...) decide which keys their file holds;
 placeholders use ``str.format`` syntax and are filled from the record and extra values.
 """
@@ -36,6 +37,21 @@ def load_template(prompts_dir: str | Path, stage: str, dataset: str, task: str) 
         raise PromptError(f"{path}: expected a mapping of template keys")
     data["__file__"] = str(path)
     return data
+
+
+def prompt_folder(name: str, spec: dict) -> str:
+    """The folder of a dataset's own templates: its entry's ``prompts``, else its name."""
+    return spec.get("prompts") or name
+
+
+def dataset_template_path(prompts_dir: str | Path, stage: str, name: str, spec: dict) -> Path:
+    """:func:`template_path` for dataset ``name`` with validated entry ``spec``."""
+    return template_path(prompts_dir, stage, prompt_folder(name, spec), spec["task"])
+
+
+def dataset_template(prompts_dir: str | Path, stage: str, name: str, spec: dict) -> dict:
+    """:func:`load_template` for dataset ``name`` with validated entry ``spec``."""
+    return load_template(prompts_dir, stage, prompt_folder(name, spec), spec["task"])
 
 
 def fill(template: dict, key: str, **values) -> str:

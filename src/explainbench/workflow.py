@@ -19,20 +19,21 @@ import sys
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
-_CONDITION = re.compile(r"^llm-(?P<model>[A-Za-z0-9][A-Za-z0-9._-]*)-(?P<shots>\d+)shot$")
+_CONDITION = re.compile(r"^llm-(?P<model>[A-Za-z0-9][A-Za-z0-9._-]*)-(?P<shots>\d+)shot(?P<masked>-masked)?$")
 
 # What each rule's jobs read from the config besides their model and dataset entries: dotted
 # keys, each handed to the job under its last part. The one list per rule: common.smk passes
 # the result-changing ones as params (so a change re-runs the rule), and Job.settings holds all.
 SETTINGS: dict[str, tuple[str, ...]] = {
-    "explain": ("prompts_dir", "explain.show_label", "explain.max_new_tokens", "explain.temperature",
-                "explain.chunk_size"),
+    "explain": ("prompts_dir", "explain.show_label", "explain.demonstrations", "explain.max_new_tokens",
+                "explain.temperature", "explain.chunk_size"),
     "score_explanations": ("prompts_dir", "quality"),
     "finetune": ("finetune.template", "finetune.text_template", "finetune.epochs", "finetune.batch_size",
                  "finetune.eval_batch_size", "finetune.learning_rate", "finetune.weight_decay",
-                 "finetune.warmup_ratio", "finetune.max_length", "finetune.early_stopping_patience",
+                 "finetune.warmup_ratio", "finetune.schedule", "finetune.max_length", "finetune.early_stopping",
+                 "finetune.early_stopping_patience",
                  "finetune.keep_checkpoints", "finetune.log_every_steps", "report.bootstrap"),
     "zeroshot": ("prompts_dir", "zeroshot.min_label_mass", "zeroshot.batch_size", "report.bootstrap"),
     "embed": ("prompts_dir", "plr.pooling", "plr.layer", "plr.encoder_pooling", "plr.wrap_encoder_texts",
@@ -113,20 +114,42 @@ def run_script(stage: str, smk) -> Any:
 
 # ----------------------------------------------------------------------------- conditions
 
-def llm_condition(model: str, shots: int) -> str:
-    return f"llm-{model}-{shots}shot"
+def llm_condition(model: str, shots: int, masked: bool = False) -> str:
+    return f"llm-{model}-{shots}shot" + ("-masked" if masked else "")
 
 
 def parse_condition(condition: str) -> tuple[str, int]:
-    """``llm-<explainer>-<k>shot`` -> (explainer, k)."""
+    """``llm-<explainer>-<k>shot`` (or ``...-masked``) -> (explainer, k)."""
     match = _CONDITION.match(condition)
     if not match:
-        raise ValueError(f"not an LLM-explanation condition: {condition!r} (expected llm-<model>-<k>shot)")
+        raise ValueError(f"not an LLM-explanation condition: {condition!r} (expected llm-<model>-<k>shot[-masked])")
     return match["model"], int(match["shots"])
 
 
-def condition_names(config: dict, dataset: str, kinds: list[str]) -> list[str]:
-    """Explanation conditions for a dataset: none, human, and one per explainer x shots.
+def shots_for(config: dict, dataset: str) -> list[int]:
+    """The shot settings of a dataset: config ``explain.shots`` (a list for every dataset, or a
+    mapping dataset -> list)."""
+    shots = config["explain"]["shots"]
+    return list(shots[dataset] if isinstance(shots, dict) else shots)
+
+
+def demonstration_count(config: dict, dataset: str) -> int:
+    """How many fixed demonstrations the data stage reserves for a dataset: the largest shot
+    setting when ``explain.demonstrations`` is ``fixed`` and the dataset is explained, else 0."""
+    e = config["explain"]
+    if e["demonstrations"] != "fixed" or dataset not in e["datasets"] or not e["explainers"]:
+        return 0
+    return max(shots_for(config, dataset), default=0)
+
+
+def fold_list(config: dict, dataset: str) -> list[int]:
+    """A dataset's folds: ``0 .. split.folds - 1``, or ``[0]`` (the single split)."""
+    return list(range(config["datasets"][dataset]["split"]["folds"] or 1))
+
+
+def condition_names(config: dict, dataset: str, kinds: list[str], masked: bool = False) -> list[str]:
+    """Explanation conditions for a dataset: none, human, and one per explainer x shots (and,
+    with ``masked``, its ``-masked`` twin).
 
     ``human`` needs reference explanations and ``llm-*`` needs the dataset in the explain
     stage; conditions a dataset cannot have are left out.
@@ -137,8 +160,17 @@ def condition_names(config: dict, dataset: str, kinds: list[str]) -> list[str]:
     if "human" in kinds and config["datasets"][dataset]["task"] == "nli":
         out.append("human")
     if "llm" in kinds and dataset in config["explain"]["datasets"]:
-        out += [llm_condition(m, k) for m in config["explain"]["explainers"] for k in config["explain"]["shots"]]
+        for m in config["explain"]["explainers"]:
+            for k in shots_for(config, dataset):
+                out += [llm_condition(m, k)] + ([llm_condition(m, k, True)] if masked else [])
     return out
+
+
+def stage_conditions(config: dict, stage: str, dataset: str) -> list[str]:
+    """The conditions stage ``finetune`` or ``zeroshot`` runs for a dataset (its ``conditions``
+    and ``mask_label_words``)."""
+    section = config[stage]
+    return condition_names(config, dataset, section["conditions"], section["mask_label_words"])
 
 
 def demo_data_names() -> list[str]:
@@ -151,6 +183,69 @@ def demo_model_names() -> list[str]:
     from .demo import DEMO_MODELS
 
     return sorted(DEMO_MODELS)
+
+
+# ----------------------------------------------------------------------------- failed jobs
+
+_ERROR = re.compile(r"^Error in rule (?P<rule>[A-Za-z_][A-Za-z0-9_]*):\s*$")
+_FIELD = re.compile(r"^\s{4}(?P<key>[a-z_ ]+):\s?(?P<value>.*)$")
+
+
+def failed_jobs(log_text: str) -> list[dict]:
+    """The failed jobs a Snakemake log reports (its "Error in rule ..." blocks), once each, in
+    order: ``rule``, ``jobid``, ``output`` (its first output file), ``logs`` (the rule's log and,
+    under SLURM, the job's SLURM log) and ``message``."""
+    jobs: dict[tuple, dict] = {}
+    current: dict | None = None
+
+    def close():
+        if current is not None:
+            jobs.setdefault((current["rule"], current["jobid"], current["output"]), current)
+
+    for line in log_text.splitlines():
+        head = _ERROR.match(line)
+        if head:
+            close()
+            current = {"rule": head["rule"], "jobid": "", "output": "", "logs": [], "message": ""}
+            continue
+        if current is None:
+            continue
+        field = _FIELD.match(line)
+        if field is None:
+            if not line.startswith(" " * 5):  # the block ends at the first line that is not its own
+                close()
+                current = None
+            continue
+        key, value = field["key"].strip(), field["value"].strip()
+        if key == "log":
+            value = value.split(" (check log file", 1)[0]
+            current["logs"] = [v.strip() for v in value.split(",") if v.strip()]
+        elif key == "output":
+            current["output"] = value.split(",")[0].strip()
+        elif key in ("jobid", "message"):
+            current[key] = "" if value == "None" else value
+    close()
+    return list(jobs.values())
+
+
+def failure_summary(log_paths: Sequence[str | Path]) -> str:
+    """A short list of the failed jobs of a run and their logs, from Snakemake's own log (what
+    the Snakefile's ``onerror`` prints at the end of a run)."""
+    jobs = []
+    for path in log_paths:
+        try:
+            jobs += failed_jobs(Path(path).read_text(errors="replace"))
+        except OSError:
+            continue
+    if not jobs:
+        return "explainbench: the run failed before any job did; see the Snakemake log above."
+    lines = [f"explainbench: {len(jobs)} failed job(s); every job that does not depend on them has run "
+             "(keep-going), and a re-run starts from here:"]
+    for job in jobs:
+        logs = ", ".join(job["logs"]) or "no log file (see the Snakemake log)"
+        output = f" -> {job['output']}" if job["output"] else ""
+        lines.append(f"  - {job['rule']}{output}: log {logs}")
+    return "\n".join(lines)
 
 
 @contextlib.contextmanager

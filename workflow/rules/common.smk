@@ -3,14 +3,18 @@
 import re
 
 from explainbench.config import result_keys
-from explainbench.prompts import template_path
+from explainbench.prompts import dataset_template_path
 from explainbench.provenance import config_hash
+from explainbench.splits import check_changed_data
 from explainbench.workflow import (
-    condition_names,
     demo_data_names,
     demo_model_names,
+    demonstration_count,
+    fold_list,
     parse_condition,
     rule_params,
+    shots_for,
+    stage_conditions,
 )
 
 CONFIG_HASH = config_hash(config)  # names the config of every report table row
@@ -18,6 +22,7 @@ CONFIG_HASH = config_hash(config)  # names the config of every report table row
 NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 DATASETS = config["datasets"]
 MODELS = config["models"]
+DEMO_DATA_FILES = {f"resources/demo/{name}.jsonl" for name in demo_data_names()}
 
 
 wildcard_constraints:
@@ -25,24 +30,28 @@ wildcard_constraints:
     model=NAME,
     shots=r"\d+",
     seed=r"\d+",
-    split="train|dev|test",
-    condition=r"none|human|llm-[A-Za-z0-9][A-Za-z0-9._-]*-\d+shot",
+    fold=r"\d+",
+    condition=r"none|human|llm-[A-Za-z0-9][A-Za-z0-9._-]*-\d+shot(-masked)?",
     demo_data="|".join(demo_data_names()),
     demo_model="|".join(re.escape(n) for n in demo_model_names()),
 
 
 # ----------------------------------------------------------------------------- result paths
-# The cache key of every result is its path: stage / dataset / model / shots or condition / seed.
+# The cache key of every result is its path: stage / dataset / fold / model / shots or condition / seed.
+# Explanations are written once per dataset (every example, whatever fold reads it); the
+# stages that test on a fold (quality, finetune, zeroshot) have the fold in their path, so
+# each fold is its own job. Without cross-validation there is one fold, fold0.
 PATHS = {
-    "split": "results/data/{dataset}/{split}.jsonl",
+    "examples": "results/data/{dataset}/examples.jsonl",
+    "sample": "results/data/{dataset}/sample.csv",
     "split_summary": "results/data/{dataset}/summary.json",
-    "explanations": "results/explanations/{dataset}/{model}/{shots}shot/seed{seed}/{split}.jsonl",
-    "quality_per_example": "results/quality/{dataset}/{model}/{shots}shot/seed{seed}/per_example.csv",
-    "quality_corpus": "results/quality/{dataset}/{model}/{shots}shot/seed{seed}/corpus.csv",
-    "finetune_metrics": "results/finetune/{dataset}/{model}/{condition}/seed{seed}/metrics.json",
-    "finetune_predictions": "results/finetune/{dataset}/{model}/{condition}/seed{seed}/predictions.csv",
-    "zeroshot_metrics": "results/zeroshot/{dataset}/{model}/{condition}/metrics.json",
-    "zeroshot_predictions": "results/zeroshot/{dataset}/{model}/{condition}/predictions.csv",
+    "explanations": "results/explanations/{dataset}/{model}/{shots}shot/seed{seed}/explanations.jsonl",
+    "quality_per_example": "results/quality/{dataset}/fold{fold}/{model}/{shots}shot/seed{seed}/per_example.csv",
+    "quality_corpus": "results/quality/{dataset}/fold{fold}/{model}/{shots}shot/seed{seed}/corpus.csv",
+    "finetune_metrics": "results/finetune/{dataset}/fold{fold}/{model}/{condition}/seed{seed}/metrics.json",
+    "finetune_predictions": "results/finetune/{dataset}/fold{fold}/{model}/{condition}/seed{seed}/predictions.csv",
+    "zeroshot_metrics": "results/zeroshot/{dataset}/fold{fold}/{model}/{condition}/metrics.json",
+    "zeroshot_predictions": "results/zeroshot/{dataset}/fold{fold}/{model}/{condition}/predictions.csv",
     "embeddings": "results/embeddings/{dataset}/{model}/embeddings.npz",
     "plr_curve": "results/plr/{dataset}/{model}/curve.csv",
     "plr_phrases": "results/plr/{dataset}/{model}/phrases.csv",
@@ -100,13 +109,33 @@ def quality_model_files(role):
 
 
 def dataset_file(name):
+    """A dataset's local file, an input of prepare_data: a file the pipeline writes (the demo data)
+    by its mtime; the user's own by its content (ancient: its mtime is ignored, and
+    dataset_content makes the SHA-256 of its bytes a param instead)."""
     spec = DATASETS[name]
-    local = spec["path"].startswith("resources/") or os.path.exists(spec["path"])
-    return [spec["path"]] if spec["format"] != "hub" and local else []
+    if spec["format"] == "hub":
+        return []
+    if spec["path"] in DEMO_DATA_FILES:
+        return [spec["path"]]
+    return [ancient(spec["path"])] if os.path.exists(spec["path"]) else []
 
 
-def split_file(dataset, split):
-    return path("split", dataset=dataset, split=split)
+def dataset_content(name):
+    """prepare_data's param: the SHA-256 of a user's data file, so that new bytes re-run the splits
+    and an identical copy with a new mtime re-runs nothing; data changed since the splits were
+    written is checked now, before Snakemake deletes them (explainbench.splits.check_changed_data)."""
+    if DATASETS[name]["path"] in DEMO_DATA_FILES:
+        return None
+    return check_changed_data(DATASETS[name], name, path("split_summary", dataset=name))
+
+
+def examples_file(dataset):
+    return path("examples", dataset=dataset)
+
+
+def demonstrations(wc):
+    """Fixed demonstrations the data stage reserves for a dataset (0: none): a param of prepare_data."""
+    return demonstration_count(config, wc.dataset)
 
 
 def model_gpus(name):
@@ -116,7 +145,7 @@ def model_gpus(name):
 
 def prompt_file(dataset, stage):
     """The prompt template a stage uses for a dataset (an input, so editing it re-runs the stage)."""
-    return str(template_path(config["prompts_dir"], stage, dataset, DATASETS[dataset]["task"]))
+    return str(dataset_template_path(config["prompts_dir"], stage, dataset, DATASETS[dataset]))
 
 
 def embed_template(wc):
@@ -126,37 +155,38 @@ def embed_template(wc):
     return []
 
 
-def explanation_file(dataset, condition, split):
+def explanation_file(dataset, condition):
     """The explanation file a condition reads (llm conditions only): the first explain seed's."""
     model, shots = parse_condition(condition)
-    return path("explanations", dataset=dataset, model=model, shots=shots, seed=config["explain"]["seeds"][0],
-                split=split)
+    return path("explanations", dataset=dataset, model=model, shots=shots, seed=config["explain"]["seeds"][0])
 
 
-def condition_inputs(wc, splits):
+def condition_inputs(wc):
     if wc.condition in ("none", "human"):
         return []
-    return [explanation_file(wc.dataset, wc.condition, s) for s in splits]
+    return [explanation_file(wc.dataset, wc.condition)]
 
 
 # ----------------------------------------------------------------------------- targets
 def explanation_targets():
     e = config["explain"]
-    return expand(PATHS["quality_corpus"], dataset=e["datasets"], model=e["explainers"], shots=e["shots"],
-                  seed=e["seeds"])
+    return [path("quality_corpus", dataset=d, fold=k, model=m, shots=n, seed=s)
+            for d in e["datasets"] for k in fold_list(config, d) for m in e["explainers"]
+            for n in shots_for(config, d) for s in e["seeds"]]
 
 
 def finetune_targets(kind="metrics"):
     f = config["finetune"]
-    return [path(f"finetune_{kind}", dataset=d, model=m, condition=c, seed=s)
-            for d in f["datasets"] for m in f["encoders"]
-            for c in condition_names(config, d, f["conditions"]) for s in f["seeds"]]
+    return [path(f"finetune_{kind}", dataset=d, fold=k, model=m, condition=c, seed=s)
+            for d in f["datasets"] for k in fold_list(config, d) for m in f["encoders"]
+            for c in stage_conditions(config, "finetune", d) for s in f["seeds"]]
 
 
 def zeroshot_targets(kind="metrics"):
     z = config["zeroshot"]
-    return [path(f"zeroshot_{kind}", dataset=d, model=m, condition=c)
-            for d in z["datasets"] for m in z["classifiers"] for c in condition_names(config, d, z["conditions"])]
+    return [path(f"zeroshot_{kind}", dataset=d, fold=k, model=m, condition=c)
+            for d in z["datasets"] for k in fold_list(config, d) for m in z["classifiers"]
+            for c in stage_conditions(config, "zeroshot", d)]
 
 
 def plr_zeroshot_models():
@@ -172,7 +202,8 @@ def plr_targets(kind):
 
 
 def plr_zeroshot_targets():
-    return expand(path("zeroshot_metrics", condition="none"), dataset=config["plr"]["datasets"],
+    """The zero-shot baselines of Study 2: fold 0 (Study 2 is not cross-validated), condition none."""
+    return expand(path("zeroshot_metrics", condition="none", fold=0), dataset=config["plr"]["datasets"],
                   model=plr_zeroshot_models())
 
 

@@ -1,5 +1,6 @@
 # Stage 0: data and models. Demo data and demo models are built here; every dataset is
-# loaded, checked and split once, and every later stage reads the split files.
+# loaded, checked, sampled and placed in its folds once (examples.jsonl: every example with its
+# test fold, dev folds and fixed-demonstration rank), and every later stage reads that file.
 
 
 rule demo_data:
@@ -34,12 +35,13 @@ rule prepare_data:
     input:
         data=lambda wc: dataset_file(wc.dataset),
     output:
-        train=path("split", split="train"),
-        dev=path("split", split="dev"),
-        test=path("split", split="test"),
+        examples=PATHS["examples"],
+        sample=PATHS["sample"],
         summary=PATHS["split_summary"],
     params:
         dataset=lambda wc: dataset_params(wc.dataset),
+        content=lambda wc: dataset_content(wc.dataset),
+        demonstrations=demonstrations,
     log:
         "logs/prepare_data/{dataset}.log",
     benchmark:

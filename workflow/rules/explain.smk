@@ -1,20 +1,17 @@
 # Study 1, part 1: an LLM writes a natural-language explanation for each example,
-# zero-shot or with k demonstrations (drawn, seeded and label-balanced, from train).
-# One job per dataset x explainer x shots x seed: the engine starts once and explains the
-# train, dev and test splits (fine-tuning reads all three), each file chunked and resumable.
+# zero-shot or with k demonstrations (fixed for the dataset, or drawn per example from the
+# train split of the example's own fold; never from its test fold).
+# One job per dataset x explainer x shots x seed: the engine starts once and explains every
+# example of the dataset (the folds all read this one file), chunked and resumable.
 
 
 rule explain:
     input:
-        test=lambda wc: split_file(wc.dataset, "test"),
-        dev=lambda wc: split_file(wc.dataset, "dev"),
-        train=lambda wc: split_file(wc.dataset, "train"),
+        examples=lambda wc: examples_file(wc.dataset),
         template=lambda wc: prompt_file(wc.dataset, "explain"),
         model=lambda wc: model_files(wc.model),
     output:
-        test=path("explanations", split="test"),
-        dev=path("explanations", split="dev"),
-        train=path("explanations", split="train"),
+        explanations=PATHS["explanations"],
     params:
         model=lambda wc: model_params(wc.model),
         dataset=lambda wc: dataset_params(wc.dataset),

@@ -1,14 +1,12 @@
 # Study 1, part 2a: fine-tune encoder PLMs on premise + hypothesis (+ explanation), for the
-# conditions none / human / llm-<explainer>-<k>shot, several seeds. The same explanation
-# source is used for train, dev and test.
+# conditions none / human / llm-<explainer>-<k>shot(-masked), on every fold, several seeds.
+# The same explanation source is used for train, dev and test.
 
 
 rule finetune:
     input:
-        train=lambda wc: split_file(wc.dataset, "train"),
-        dev=lambda wc: split_file(wc.dataset, "dev"),
-        test=lambda wc: split_file(wc.dataset, "test"),
-        explanations=lambda wc: condition_inputs(wc, ["train", "dev", "test"]),
+        examples=lambda wc: examples_file(wc.dataset),
+        explanations=condition_inputs,
         model=lambda wc: model_files(wc.model),
     output:
         metrics=PATHS["finetune_metrics"],
@@ -18,9 +16,9 @@ rule finetune:
         dataset=lambda wc: dataset_params(wc.dataset),
         settings=settings("finetune"),
     log:
-        "logs/finetune/{dataset}/{model}/{condition}/seed{seed}.log",
+        "logs/finetune/{dataset}/fold{fold}/{model}/{condition}/seed{seed}.log",
     benchmark:
-        "benchmarks/results/finetune/{dataset}/{model}/{condition}/seed{seed}.tsv"
+        "benchmarks/results/finetune/{dataset}/fold{fold}/{model}/{condition}/seed{seed}.tsv"
     threads: 2
     resources:
         gpu=1 if config["slurm"]["gpu_rules_use_gpus"] else 0,

@@ -1,11 +1,11 @@
 # Study 2: penalised logistic regression on frozen (prompt-wrapped) LLM embeddings.
 # Texts are embedded once per dataset x model; learning curves and explanations reuse them.
+# Study 2 is not cross-validated: it reads fold 0's train and test.
 
 
 rule embed:
     input:
-        train=lambda wc: split_file(wc.dataset, "train"),
-        test=lambda wc: split_file(wc.dataset, "test"),
+        examples=lambda wc: examples_file(wc.dataset),
         template=embed_template,
         model=lambda wc: model_files(wc.model),
     output:
@@ -32,8 +32,7 @@ rule embed:
 rule plr_curve:
     input:
         embeddings=PATHS["embeddings"],
-        train=lambda wc: split_file(wc.dataset, "train"),
-        test=lambda wc: split_file(wc.dataset, "test"),
+        examples=lambda wc: examples_file(wc.dataset),
     output:
         curve=PATHS["plr_curve"],
     params:
@@ -55,8 +54,7 @@ rule plr_curve:
 rule plr_explain:
     input:
         embeddings=PATHS["embeddings"],
-        train=lambda wc: split_file(wc.dataset, "train"),
-        test=lambda wc: split_file(wc.dataset, "test"),
+        examples=lambda wc: examples_file(wc.dataset),
         template=embed_template,
         model=lambda wc: model_files(wc.model),
     output:

@@ -1,11 +1,12 @@
-# Study 1, part 1b: how good are the explanations? Each test-split explanation is scored
-# against all human references: BLEU, ROUGE-1/2/L, BERTScore, MAUVE, G-Eval (LLM judge).
+# Study 1, part 1b: how good are the explanations? The explanations of each fold's test
+# examples are scored against all human references: BLEU, ROUGE-1/2/L, BERTScore, MAUVE,
+# G-Eval (LLM judge), and the share that names a label. One job per fold.
 
 
 rule score_explanations:
     input:
-        explanations=path("explanations", split="test"),
-        references=lambda wc: split_file(wc.dataset, "test"),
+        explanations=PATHS["explanations"],
+        examples=lambda wc: examples_file(wc.dataset),
         judge=quality_model_files("judge"),
         bertscore=quality_model_files("bertscore"),
         mauve=quality_model_files("mauve"),
@@ -20,9 +21,9 @@ rule score_explanations:
         dataset=lambda wc: dataset_params(wc.dataset),
         settings=settings("score_explanations"),
     log:
-        "logs/score_explanations/{dataset}/{model}/{shots}shot/seed{seed}.log",
+        "logs/score_explanations/{dataset}/fold{fold}/{model}/{shots}shot/seed{seed}.log",
     benchmark:
-        "benchmarks/results/score_explanations/{dataset}/{model}/{shots}shot/seed{seed}.tsv"
+        "benchmarks/results/score_explanations/{dataset}/fold{fold}/{model}/{shots}shot/seed{seed}.tsv"
     threads: 2
     resources:
         gpu=model_gpus(quality_model("judge")) if quality_model("judge") else 0,

@@ -1,11 +1,12 @@
-# Study 1, part 2b (and the Study 2 baseline): an LLM classifies zero-shot, with no / human /
-# LLM explanation in the prompt. The answer is read from the label tokens' log-probabilities.
+# Study 1, part 2b (and the Study 2 baseline, fold 0): an LLM classifies each fold's test
+# examples zero-shot, with no / human / LLM explanation in the prompt. The answer is read from
+# the label tokens' log-probabilities.
 
 
 rule zeroshot:
     input:
-        test=lambda wc: split_file(wc.dataset, "test"),
-        explanations=lambda wc: condition_inputs(wc, ["test"]),
+        examples=lambda wc: examples_file(wc.dataset),
+        explanations=condition_inputs,
         template=lambda wc: prompt_file(wc.dataset, "classify"),
         model=lambda wc: model_files(wc.model),
     output:
@@ -17,9 +18,9 @@ rule zeroshot:
         verbalizer=lambda wc: result_keys(config["zeroshot"]["verbalizers"].get(wc.dataset, {}), "verbalizer"),
         settings=settings("zeroshot"),
     log:
-        "logs/zeroshot/{dataset}/{model}/{condition}.log",
+        "logs/zeroshot/{dataset}/fold{fold}/{model}/{condition}.log",
     benchmark:
-        "benchmarks/results/zeroshot/{dataset}/{model}/{condition}.tsv"
+        "benchmarks/results/zeroshot/{dataset}/fold{fold}/{model}/{condition}.tsv"
     threads: 2
     resources:
         gpu=lambda wc: model_gpus(wc.model),

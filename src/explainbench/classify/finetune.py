@@ -5,8 +5,11 @@ hub id or local path (BERT, RoBERTa, DeBERTa-v3, ModernBERT, MiniLM, ...), on GP
 there is one and on CPU otherwise. The input of an example is the configured template
 filled with its fields and the tokenizer's own separator, e.g. ``premise [SEP] hypothesis
 [SEP] explanation``; for the condition ``none`` the explanation part is dropped with its
-separator. Training stops early when dev accuracy has not improved for ``patience``
-epochs; the best epoch's weights classify the test set.
+separator. With early stopping, training stops when dev accuracy has not improved for
+``patience`` epochs and the best epoch's weights classify the test set; without it, every
+epoch is trained and the last one's weights classify the test set (as in Dhaini et al.'s
+code, which has no dev split). The learning rate warms up linearly, then decays linearly or
+along a cosine to 0.
 """
 from __future__ import annotations
 
@@ -45,7 +48,9 @@ class Settings:
     learning_rate: float
     weight_decay: float
     warmup_ratio: float
+    schedule: str
     max_length: int
+    early_stopping: bool
     early_stopping_patience: int
     keep_checkpoints: bool
     log_every_steps: int
@@ -101,7 +106,7 @@ class FinetuneResult:
     probabilities: np.ndarray  # (n_test, n_labels)
     history: list[dict] = field(default_factory=list)
     best_epoch: int = 0
-    best_dev_accuracy: float = float("nan")
+    best_dev_accuracy: float | None = None  # None without a dev split
     seconds: float = 0.0
     device: str = "cpu"
 
@@ -123,6 +128,8 @@ def _device() -> str:
 
 
 def _encode(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]]:
+    if not texts:  # an empty split (no dev split without early stopping)
+        return []
     return tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
 
 
@@ -178,11 +185,11 @@ def _length_grouped_batches(lengths: list[int], batch_size: int, rng: np.random.
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def _check_splits(splits: dict[str, list[dict]], labels: list[str]) -> None:
+def _check_splits(splits: dict[str, list[dict]], labels: list[str], need_dev: bool) -> None:
     for name in SPLITS:
         rows = splits[name]
-        if not rows:
-            raise FinetuneError(f"the {name} split is empty")
+        if not rows and (name != "dev" or need_dev):
+            raise FinetuneError(f"the {name} split is empty" + (" (early stopping needs a dev split)" if name == "dev" else ""))
         bad = sorted({r["label"] for r in rows} - set(labels))
         if bad and name != "test":
             raise FinetuneError(f"the {name} split has labels {bad} that are not in the dataset's labels {labels}")
@@ -209,9 +216,9 @@ def _load_encoder(model_path: str, labels: list[str], device: str):
 
 
 def _optimizer(model, settings: Settings, total_steps: int):
-    """AdamW (no weight decay on biases and norms) with a linear warm-up and decay."""
+    """AdamW (no weight decay on biases and norms) with a linear warm-up, then a linear or cosine decay."""
     import torch
-    from transformers import get_linear_schedule_with_warmup
+    from transformers import get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
 
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
     groups = [
@@ -220,7 +227,10 @@ def _optimizer(model, settings: Settings, total_steps: int):
         {"params": [p for n, p in model.named_parameters() if any(k in n for k in no_decay)], "weight_decay": 0.0},
     ]
     optimizer = torch.optim.AdamW(groups, lr=settings.learning_rate)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(settings.warmup_ratio * total_steps), total_steps)
+    schedules = {"linear": get_linear_schedule_with_warmup, "cosine": get_cosine_schedule_with_warmup}
+    if settings.schedule not in schedules:
+        raise FinetuneError(f"finetune.schedule: {settings.schedule!r}; allowed: {sorted(schedules)}")
+    scheduler = schedules[settings.schedule](optimizer, int(settings.warmup_ratio * total_steps), total_steps)
     return optimizer, scheduler
 
 
@@ -234,7 +244,7 @@ def train_and_predict(model_path: str, dataset_spec: dict, splits: dict[str, lis
     train, dev, test = (splits[name] for name in SPLITS)
     device = _device()
     t0 = time.time()
-    _check_splits(splits, labels)
+    _check_splits(splits, labels, settings.early_stopping)
 
     set_seed(seed)
     tokenizer, model = _load_encoder(model_path, labels, device)
@@ -246,15 +256,16 @@ def train_and_predict(model_path: str, dataset_spec: dict, splits: dict[str, lis
     seqs = {name: _encode(tokenizer, t, settings.max_length) for name, t in texts.items()}
     label_id = {l: i for i, l in enumerate(labels)}
     y_train = np.array([label_id[r["label"]] for r in train])
-    y_dev = np.array([label_id[r["label"]] for r in dev])
+    y_dev = np.array([label_id[r["label"]] for r in dev], dtype=int)
 
     steps_per_epoch = math.ceil(len(train) / settings.batch_size)
     total_steps = max(1, math.ceil(settings.epochs * steps_per_epoch))
     n_epochs = math.ceil(total_steps / steps_per_epoch)
     optimizer, scheduler = _optimizer(model, settings, total_steps)
     log.info("fine-tuning %s on %s: %d train / %d dev / %d test examples, %d labels, %d epoch(s) of %d steps "
-             "(batch %d, lr %g), seed %d", model_path, device, len(train), len(dev), len(test), len(labels),
-             n_epochs, steps_per_epoch, settings.batch_size, settings.learning_rate, seed)
+             "(batch %d, lr %g, %s schedule, early stopping %s), seed %d", model_path, device, len(train), len(dev),
+             len(test), len(labels), n_epochs, steps_per_epoch, settings.batch_size, settings.learning_rate,
+             settings.schedule, "on" if settings.early_stopping else "off", seed)
 
     rng = np.random.default_rng(seed)
     lengths = [len(s) for s in seqs["train"]]
@@ -282,13 +293,17 @@ def train_and_predict(model_path: str, dataset_spec: dict, splits: dict[str, lis
             if step % settings.log_every_steps == 0:
                 log.info("epoch %d step %d/%d loss %.4f (%.0fs)", epoch, step, total_steps, running / seen,
                          time.time() - t0)
-        dev_prob = predict_proba(model, tokenizer, seqs["dev"], settings.eval_batch_size, device)
-        dev_acc = float((dev_prob.argmax(1) == y_dev).mean())
-        history.append({"epoch": epoch, "step": step, "train_loss": running / max(seen, 1), "dev_accuracy": dev_acc,
-                        "seconds": time.time() - t0})
+        dev_acc = float("nan")
+        if dev:
+            dev_prob = predict_proba(model, tokenizer, seqs["dev"], settings.eval_batch_size, device)
+            dev_acc = float((dev_prob.argmax(1) == y_dev).mean())
+        history.append({"epoch": epoch, "step": step, "train_loss": running / max(seen, 1),
+                        "dev_accuracy": dev_acc if dev else None, "seconds": time.time() - t0})
         log.info("epoch %d done: step %d, train loss %.4f, dev accuracy %.4f (%.0fs)", epoch, step,
                  running / max(seen, 1), dev_acc, time.time() - t0)
-        if dev_acc > best_acc:
+        if not settings.early_stopping:
+            best_acc, best_epoch = (dev_acc if dev else None), epoch  # the last epoch classifies the test set
+        elif dev_acc > best_acc:
             best_acc, best_epoch, bad_epochs = dev_acc, epoch, 0
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         else:
@@ -316,18 +331,20 @@ def train_and_predict(model_path: str, dataset_spec: dict, splits: dict[str, lis
 
 
 def run(job) -> dict:
-    """Rule finetune: read the splits with the condition's explanations (``job.input["explanations"]``:
-    the train, dev and test files of an llm condition, none otherwise), fine-tune the encoder
-    ``job.model`` with the seed of wildcard ``{seed}``, write ``job.output`` metrics and predictions."""
+    """Rule finetune: read fold ``{fold}``'s splits (``job.input["examples"]``) with the condition's
+    explanations (``job.input["explanations"]``: the explanation file of an llm condition, none
+    otherwise), fine-tune the encoder ``job.model`` with the seed of wildcard ``{seed}``, write
+    ``job.output`` metrics and predictions."""
     import torch
 
-    from .conditions import load_split
+    from ..explanations.leakage import dataset_label_words
+    from .conditions import empty_explanations, load_fold
     from .predictions import RunIdentity, metrics_record, predictions_frame, write_outputs
 
     torch.set_num_threads(job.threads)
     condition, seed = job.wildcards["condition"], job.wildcard_int("seed")
-    explanations = dict(zip(SPLITS, job.input["explanations"]))
-    splits = {name: load_split(job.input[name], condition, explanations.get(name)) for name in SPLITS}
+    splits = load_fold(job.input["examples"], job.wildcard_int("fold"), condition,
+                       next(iter(job.input["explanations"]), None), dataset_label_words(job.dataset_spec))
     labels = list(job.dataset_spec["labels"])
     result = train_and_predict(job.model_spec["path"], job.dataset_spec, splits, Settings.from_settings(job.settings),
                                seed, Path(job.output["metrics"]).parent / "checkpoint")
@@ -335,8 +352,9 @@ def run(job) -> dict:
     training = {"best_epoch": result.best_epoch, "best_dev_accuracy": result.best_dev_accuracy,
                 "history": result.history, "seconds": round(result.seconds, 1), "device": result.device,
                 "n_train": len(splits["train"]), "n_dev": len(splits["dev"])}
+    empty = {name: empty_explanations(rows) for name, rows in splits.items()} if condition != "none" else {}
     metrics = metrics_record(RunIdentity.of(job, "finetune", seed), [r["label"] for r in test], result.predictions,
-                             labels, job.settings["bootstrap"], {"training": training})
+                             labels, job.settings["bootstrap"], {"n_empty_explanation": empty, "training": training})
     write_outputs(job, predictions_frame(test, result.predictions, labels, result.probabilities), metrics)
     log.info("accuracy %.4f %s, macro-F1 %.4f", metrics["accuracy"], metrics["accuracy_ci"], metrics["macro_f1"])
     return metrics

@@ -23,13 +23,15 @@ class RunIdentity:
     classifier: str
     method: str
     condition: str
+    fold: int
     seed: int | None
     model_path: str
 
     @classmethod
     def of(cls, job, method: str, seed: int | None) -> "RunIdentity":
-        """The identity of a rule's job: its dataset, model and condition wildcards."""
-        return cls(job.dataset, job.model, method, job.wildcards["condition"], seed, job.model_spec["path"])
+        """The identity of a rule's job: its dataset, fold, model and condition wildcards."""
+        return cls(job.dataset, job.model, method, job.wildcards["condition"], job.wildcard_int("fold"), seed,
+                   job.model_spec["path"])
 
 
 def predictions_frame(records: list[dict], preds: Sequence[str | None], labels: Sequence[str],

@@ -14,7 +14,10 @@ With an ``answer_prefix`` the chat messages are rendered (the model's chat templ
 has one) and the prefix is appended, so the label word is the very next token(s); label
 words are scored with a leading space unless the prefix ends in whitespace. Without a
 prefix the messages go to the backend as they are and the words are scored bare (the start
-of the assistant's turn).
+of the assistant's turn). A chat-only model (GPT-4o mini: ``Backend.chat_only``) cannot be
+prefilled: it gets the messages with the prefix as the last line of the user turn, and the
+label words are read from the log-probabilities of its first answer token
+(``/chat/completions`` with ``logprobs`` and ``top_logprobs``).
 
 An example whose label words get no finite score, or whose total label probability is
 below ``min_label_mass``, has no valid prediction: it counts as wrong and is reported in
@@ -32,7 +35,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ExplainBenchError
-from ..prompts import PromptError, fill, load_template
+from ..prompts import PromptError, dataset_template, fill
 
 log = logging.getLogger(__name__)
 
@@ -103,22 +106,29 @@ def build_messages(record: dict, template: dict, words: dict[str, str], with_exp
     return messages
 
 
-def answer_options(template: dict, words: dict[str, str]) -> list[str]:
-    """The continuations scored for each label, spaced to follow the answer prefix naturally."""
-    prefix = template.get("answer_prefix") or ""
+def answer_options(template: dict, words: dict[str, str], chat_only: bool = False) -> list[str]:
+    """The continuations scored for each label, spaced to follow the answer prefix naturally (a
+    chat-only model starts its answer with the bare word)."""
+    prefix = "" if chat_only else template.get("answer_prefix") or ""
     space = "" if not prefix or prefix[-1].isspace() else " "
     return [space + w for w in words.values()]
 
 
 def build_prompts(backend, records: list[dict], template: dict, words: dict[str, str],
                   with_explanation: bool) -> list:
-    """One prompt per record: a rendered string ending in the answer prefix, or chat messages."""
+    """One prompt per record: a rendered string ending in the answer prefix, or chat messages
+    (for a chat-only model, with the prefix as the last line of the user turn)."""
     check_template(template, with_explanation)
     prefix = template.get("answer_prefix") or ""
     prompts = []
     for rec in records:
         messages = build_messages(rec, template, words, with_explanation)
-        prompts.append(backend.render(messages) + prefix if prefix else messages)
+        if backend.chat_only:
+            if prefix:
+                messages[-1] = dict(messages[-1], content=f"{messages[-1]['content']}\n\n{prefix.strip()}")
+            prompts.append(messages)
+        else:
+            prompts.append(backend.render(messages) + prefix if prefix else messages)
     return prompts
 
 
@@ -151,8 +161,10 @@ def classify(backend, records: list[dict], template: dict, words: dict[str, str]
 
     The library's zero-shot classifier: rule zeroshot and Study 2's zero-shot baseline use it."""
     labels = list(words)
-    options = answer_options(template, words)
+    options = answer_options(template, words, backend.chat_only)
     prompts = build_prompts(backend, records, template, words, with_explanation)
+    backend.check_fits(prompts, max(len(backend.option_ids(o)) for o in options), [r["id"] for r in records],
+                       template.get("__file__", "<template>"))  # before the engine starts
     log.info("first prompt: %r; answer options: %r", prompts[0] if prompts else None, options)
     t0 = time.time()
     parts = []
@@ -166,11 +178,17 @@ def classify(backend, records: list[dict], template: dict, words: dict[str, str]
 
 
 def run(job) -> dict:
-    """Rule zeroshot: the LLM ``job.model`` classifies the test split (:func:`classify_job`)."""
+    """Rule zeroshot: the LLM ``job.model`` classifies the test split (:func:`classify_job`).
+    Its answers are checkpointed beside the outputs until both are written, so a job that dies
+    asks the engine only for the batches it had not answered."""
     from ..engines import open_backend
+    from ..engines.checkpoint import job_checkpoint
 
-    with open_backend(job.model_spec, job.model) as backend:
-        return classify_job(backend, job)
+    with job_checkpoint(job.output["predictions"]) as checkpoint, open_backend(job.model_spec, job.model) as backend:
+        engine = checkpoint.wrap(backend)
+        metrics = classify_job(engine, job)
+        log.info("%s", engine.report())
+        return metrics
 
 
 def classify_job(backend, job) -> dict:
@@ -178,14 +196,16 @@ def classify_job(backend, job) -> dict:
     several jobs): read the test split with the condition's explanation file (``job.input
     ["explanations"]``: one for an llm condition, none otherwise), classify, write ``job.output``
     predictions and metrics."""
-    from .conditions import load_split
+    from ..explanations.leakage import dataset_label_words
+    from .conditions import empty_explanations, load_fold
     from .predictions import RunIdentity, metrics_record, predictions_frame, write_outputs
 
     condition, spec = job.wildcards["condition"], job.dataset_spec
-    test = load_split(job.input["test"], condition, next(iter(job.input["explanations"]), None))
+    test = load_fold(job.input["examples"], job.wildcard_int("fold"), condition,
+                     next(iter(job.input["explanations"]), None), dataset_label_words(spec))["test"]
     labels = list(spec["labels"])
     words = verbalizers(labels, job.config["zeroshot"]["verbalizers"].get(job.dataset, {}), job.dataset)
-    template = load_template(job.settings["prompts_dir"], STAGE, job.dataset, spec["task"])
+    template = dataset_template(job.settings["prompts_dir"], STAGE, job.dataset, spec)
     t0 = time.time()
     preds, probs, mass = classify(backend, test, template, words, Settings.from_settings(job.settings),
                                   with_explanation=condition != "none")
@@ -193,6 +213,9 @@ def classify_job(backend, job) -> dict:
     if n_invalid:
         log.warning("%d of %d examples have no valid label (counted wrong)", n_invalid, len(preds))
     extra = {"verbalizers": words, "template": str(Path(template["__file__"])),
+             "answer_read_from": ("the first answer token's top log-probabilities (chat endpoint)" if backend.chat_only
+                                  else "the label words' log-probabilities after the prompt"),
+             "n_empty_explanation": empty_explanations(test) if condition != "none" else 0,
              "mean_label_mass": float(np.mean(mass)) if len(mass) else math.nan, "seconds": round(time.time() - t0, 1)}
     metrics = metrics_record(RunIdentity.of(job, "zeroshot", None), [r["label"] for r in test], preds, labels,
                              job.settings["bootstrap"], extra)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 
-from .base import Backend, BackendError, Generation, Messages, prompt_hash
+from .base import Backend, BackendError, Generation, Messages, engines_started, prompt_hash
 
 BACKENDS: dict[str, str] = {
     "transformers": "explainbench.engines.transformers:TransformersBackend",
@@ -39,5 +39,5 @@ def open_backend(spec: dict, name: str = "model", backend: str | None = None) ->
     return load_backend(spec, name, backend)
 
 
-__all__ = ["BACKENDS", "Backend", "BackendError", "Generation", "Messages", "backend_class", "load_backend",
-           "open_backend", "prompt_hash"]
+__all__ = ["BACKENDS", "Backend", "BackendError", "Generation", "Messages", "backend_class", "engines_started",
+           "load_backend", "open_backend", "prompt_hash"]

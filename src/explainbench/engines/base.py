@@ -35,6 +35,20 @@ class BackendError(ExplainBenchError):
     """An engine could not start or answer; the message names the model."""
 
 
+_STARTED: list[str] = []
+
+
+def note_engine_start(name: str, engine: str) -> None:
+    """Engines call this when they load a model or send their first request."""
+    _STARTED.append(f"{name} ({engine})")
+
+
+def engines_started() -> list[str]:
+    """Every engine this process has started, in order ("smollm2 (vllm)"): how a test shows
+    that a bad input stopped a stage before any engine started."""
+    return list(_STARTED)
+
+
 @dataclass
 class Generation:
     text: str
@@ -50,6 +64,10 @@ def prompt_hash(prompt: Messages | str) -> str:
     """A short, stable hash of a prompt (what was asked, independent of the engine)."""
     payload = prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _characters(prompt: Messages | str) -> int:
+    return len(prompt) if isinstance(prompt, str) else sum(len(m["content"]) for m in prompt)
 
 
 def check_model_path(spec: dict, name: str) -> None:
@@ -104,7 +122,11 @@ class Backend(ABC):
         if self._tokenizer is None:
             from transformers import AutoTokenizer
 
-            self._tokenizer = AutoTokenizer.from_pretrained(self.spec["path"])
+            try:
+                self._tokenizer = AutoTokenizer.from_pretrained(self.spec["path"])
+            except (OSError, ValueError) as err:
+                raise BackendError(f"model {self.name!r}: cannot load a tokenizer from {self.spec['path']!r} "
+                                   f"(models.{self.name}.path): {err}") from None
         return self._tokenizer
 
     def render(self, prompt: Messages | str) -> str:
@@ -128,6 +150,31 @@ class Backend(ABC):
             raise BackendError(f"model {self.name!r}: prompt of {len(ids)} tokens does not fit max_model_len={limit} "
                                f"(models.{self.name}.max_model_len); prompt starts {text[:80]!r}")
         return ids
+
+    def check_fits(self, prompts: Sequence[Messages | str], reserve: int, ids: Sequence[str], where: str) -> None:
+        """Before the engine starts (the tokenizer alone): the longest prompts (by characters)
+        fit ``max_model_len`` with ``reserve`` tokens to spare (new tokens, or the longest answer
+        option). A prompt that does not raises BackendError naming the example (``ids``), the
+        file it comes from (``where``) and the config key."""
+        limit = self.spec["max_model_len"]
+        order = sorted(range(len(prompts)), key=lambda i: -_characters(prompts[i]))
+        for i in order[:32]:
+            try:
+                n = len(self.encode(prompts[i]))
+            except BackendError:  # encode refuses a prompt of max_model_len tokens or more
+                n = len(self.tokenizer(self.render(prompts[i]), add_special_tokens=False)["input_ids"])
+            if n + reserve > limit:
+                raise BackendError(f"{where}, id {ids[i]!r}: its prompt is {n} tokens, and with {reserve} more "
+                                   f"(new tokens or answer) it needs {n + reserve}, but models.{self.name}."
+                                   f"max_model_len is {limit} (model {self.name!r}); raise max_model_len or "
+                                   "shorten the prompt")
+
+    @property
+    def chat_only(self) -> bool:
+        """True for a model reached through a chat endpoint only (GPT-4o mini): prompts are chat
+        messages, the answer cannot be prefilled, and label scores come from the first answer
+        token. False for the local engines, which score any continuation of any prompt."""
+        return False
 
     def option_ids(self, option: str) -> list[int]:
         ids = self.tokenizer(option, add_special_tokens=False)["input_ids"]

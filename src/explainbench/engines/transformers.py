@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .base import DTYPES, Backend, BackendError, Generation, check_model_path
+from .base import DTYPES, Backend, BackendError, Generation, check_model_path, note_engine_start
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ class TransformersBackend(Backend):
                 raise BackendError(f"model {self.name!r}: quantization {quant!r} is not available with transformers "
                                    "(use bitsandbytes-4bit / bitsandbytes-8bit, or the vllm backend)")
             cls = AutoModelForCausalLM if self.spec["kind"] == "causal" else AutoModel
+            note_engine_start(self.name, "transformers")
             t0 = time.time()
             try:
                 model = cls.from_pretrained(self.spec["path"], **kwargs)

@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from .base import Backend, BackendError, Generation, check_model_path, option_scores, option_steps
+from .base import (Backend, BackendError, Generation, check_model_path, note_engine_start, option_scores,
+                   option_steps)
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ class VLLMBackend(Backend):
                 kwargs.update(runner="pooling", convert="embed",
                               pooler_config=PoolerConfig(pooling_type={"last": "LAST", "mean": "MEAN", "cls": "CLS"}[pooling],
                                                          use_activation=False))
+            note_engine_start(self.name, "vllm")
             t0 = time.time()
             try:
                 self._engines[key] = LLM(**kwargs)

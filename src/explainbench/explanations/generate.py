@@ -1,17 +1,27 @@
 """LLM-written explanations: few-shot demonstrations, prompts, and chunked, resumable generation.
 
-For each example of a split, an explainer LLM writes a short natural-language explanation,
+For each example of a dataset, an explainer LLM writes a short natural-language explanation,
 zero-shot or after ``k`` demonstrations (train examples with their first human explanation)::
 
-    prompting = Prompting(load_template("config/prompts", "explain", "esnli", "nli"), train, labels)
-    settings = ExplainSettings(shots=2, seed=0, show_label=True, max_new_tokens=64, temperature=0.0,
-                               chunk_size=64)
+    prompting = Prompting(load_template("config/prompts", "explain", "esnli", "nli"), examples, labels)
+    settings = ExplainSettings(shots=2, seed=0, demonstrations="per_example", show_label=True,
+                               max_new_tokens=64, temperature=0.0, chunk_size=64)
     with open_backend(spec, "smollm2") as backend:
-        rows = explain_records(test, backend, prompting, settings,
-                               "results/explanations/esnli/smollm2/2shot/seed0/test.jsonl",
-                               meta={"model": "smollm2", "dataset": "esnli", "split": "test"})
+        rows = explain_records(examples, backend, prompting, settings,
+                               "results/explanations/esnli/smollm2/2shot/seed0/explanations.jsonl",
+                               meta={"model": "smollm2", "dataset": "esnli"})
 
-Demonstrations are drawn per example, seeded and label-balanced (``sample_demonstrations``).
+``examples`` are the rows of the data stage's ``examples.jsonl`` (records with their fold
+placement; plain records count as train examples of fold 0). Demonstrations are
+
+- ``per_example``: drawn for each example, seeded and label-balanced
+  (``sample_demonstrations``), from the train split of the fold whose test split holds the
+  example (fold 0 for an example in no test fold), never the example itself;
+- ``fixed``: the dataset's one set, reserved by the data stage (``demonstration`` rank 0, 1, ...;
+  k shots use the first k), in no test fold; a reserved example's own prompt leaves itself out.
+
+Every row records its demonstrations' ids (``demo_ids``) and whether the explanation names a
+label (``states_label``, :mod:`explainbench.explanations.leakage`).
 Templates are YAML data files (``config/prompts/<task or dataset>/explain.yaml``) with keys
 ``system`` (optional), ``instruction_with_label`` / ``instruction_without_label``,
 ``input_with_label`` / ``input_without_label`` and ``answer``; ``show_label`` picks the
@@ -21,7 +31,9 @@ assistant turn.
 
 Generation is written in chunks to ``<output>.partial/``; a run that is killed resumes
 after its last finished chunk and never generates a finished example again. The output
-file appears (atomically) only when every example has its explanation.
+file appears (atomically) only when every example has its explanation; the chunks are
+removed only at the end of the job (:mod:`explainbench.engines.checkpoint`): Snakemake
+deletes the outputs of a job that dies, never the chunks.
 """
 from __future__ import annotations
 
@@ -35,11 +47,13 @@ from pathlib import Path
 from typing import Sequence
 
 from ..engines import Backend, open_backend, prompt_hash
+from ..engines.checkpoint import job_checkpoint, remove_when_done
 from ..errors import DataError, ExplainBenchError
 from ..files import write_explanations
 from ..io import read_jsonl, write_json, write_jsonl
-from ..prompts import PromptError, fill, load_template
+from ..prompts import PromptError, dataset_template, fill
 from ..splits import hash_key
+from .leakage import dataset_label_words, states_label
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +68,7 @@ class ExplainSettings:
 
     shots: int
     seed: int
+    demonstrations: str
     show_label: bool
     max_new_tokens: int
     temperature: float
@@ -62,22 +77,65 @@ class ExplainSettings:
     @classmethod
     def from_job(cls, job) -> "ExplainSettings":
         s = job.settings
-        return cls(shots=job.wildcard_int("shots"), seed=job.wildcard_int("seed"), show_label=s["show_label"],
-                   max_new_tokens=s["max_new_tokens"], temperature=s["temperature"], chunk_size=s["chunk_size"])
+        return cls(shots=job.wildcard_int("shots"), seed=job.wildcard_int("seed"), demonstrations=s["demonstrations"],
+                   show_label=s["show_label"], max_new_tokens=s["max_new_tokens"], temperature=s["temperature"],
+                   chunk_size=s["chunk_size"])
 
 
 @dataclass(frozen=True)
 class Prompting:
-    """What prompts are built from: the template, the train split the demonstrations come from
-    (``source`` names its file in errors), and the label names."""
+    """What prompts are built from: the template, the examples the demonstrations come from
+    (``examples.jsonl`` rows; ``source`` names the file in errors), the label names and the words
+    that name a label (for ``states_label``)."""
 
     template: dict
-    train: Sequence[dict] = field(repr=False)
+    examples: Sequence[dict] = field(repr=False)
     labels: Sequence[str] = ()
-    source: str = "train split"
+    source: str = "examples"
+    label_words: Sequence[str] = ()
 
 
 # ============================================================================ demonstrations
+
+def _test_fold(example: dict) -> int:
+    fold = example.get("test_fold")
+    return 0 if fold is None else fold
+
+
+def _in_train(example: dict, fold: int) -> bool:
+    return example.get("test_fold") != fold and fold not in (example.get("dev_folds") or [])
+
+
+def fixed_demonstrations(examples: Sequence[dict], k: int, source: str) -> list[dict]:
+    """The first ``k`` of the dataset's reserved demonstrations (by ``demonstration`` rank)."""
+    fixed = sorted((e for e in examples if e.get("demonstration") is not None), key=lambda e: e["demonstration"])
+    if len(fixed) < k:
+        raise ExplainError(f"{source}: {k} fixed demonstrations asked for, but the data stage reserved {len(fixed)} "
+                           "(field 'demonstration'); re-run rule prepare_data with this config")
+    return fixed[:k]
+
+
+def choose_demonstrations(records: Sequence[dict], prompting: Prompting, settings: ExplainSettings) -> list[list[dict]]:
+    """Each record's demonstrations, in prompt order (see the module docstring)."""
+    k, seed = settings.shots, settings.seed
+    if k <= 0:
+        return [[] for _ in records]
+    if settings.demonstrations == "fixed":
+        fixed = fixed_demonstrations(prompting.examples, k, prompting.source)
+        ordered = sorted(fixed, key=lambda r: hash_key(f"{seed}:order", r["id"]))
+        return [[d for d in ordered if d["id"] != rec["id"]] for rec in records]
+    if settings.demonstrations != "per_example":
+        raise ExplainError(f"explain.demonstrations: {settings.demonstrations!r}; expected per_example or fixed")
+    pools: dict[int, dict[str, list[dict]]] = {}
+    out = []
+    for rec in records:
+        fold = _test_fold(rec)
+        if fold not in pools:
+            train = [e for e in prompting.examples if _in_train(e, fold)]
+            pools[fold] = _demo_pools(train, seed, f"{prompting.source} (train split of fold {fold})")
+        out.append(sample_demonstrations(rec, pools[fold], k, seed))
+    return out
+
 
 def _demo_pools(train: Sequence[dict], seed: int, source: str) -> dict[str, list[dict]]:
     """Train records that have a human explanation, per label, each pool in seeded hash order."""
@@ -154,16 +212,15 @@ def build_prompt(template: dict, example: dict, demos: Sequence[dict], *, show_l
     return messages
 
 
-def build_prompts(records: Sequence[dict], prompting: Prompting, settings: ExplainSettings) -> list[list[dict]]:
-    """One prompt per record (see ``build_prompt``), demonstrations drawn from the train split."""
-    shots, seed = settings.shots, settings.seed
-    pools = _demo_pools(prompting.train, seed, prompting.source) if shots > 0 else {}
-    labels = list(prompting.labels) or sorted({r["label"] for r in list(records) + list(prompting.train)})
+def build_prompts(records: Sequence[dict], prompting: Prompting, settings: ExplainSettings,
+                  demos: Sequence[Sequence[dict]] | None = None) -> list[list[dict]]:
+    """One prompt per record (see ``build_prompt``), with ``demos`` (default: :func:`choose_demonstrations`)."""
+    demos = choose_demonstrations(records, prompting, settings) if demos is None else demos
+    labels = list(prompting.labels) or sorted({r["label"] for r in list(records) + list(prompting.examples)})
     prompts = []
-    for i, rec in enumerate(records):
+    for i, (rec, shown) in enumerate(zip(records, demos)):
         try:
-            prompts.append(build_prompt(prompting.template, rec, sample_demonstrations(rec, pools, shots, seed),
-                                        show_label=settings.show_label, labels=labels))
+            prompts.append(build_prompt(prompting.template, rec, shown, show_label=settings.show_label, labels=labels))
         except PromptError as err:
             raise PromptError(f"{err} (example {i + 1}, id {rec.get('id')!r})") from None
     return prompts
@@ -205,7 +262,7 @@ def explain_records(records: Sequence[dict], backend: Backend, prompting: Prompt
                     output: str | Path, meta: dict) -> list[dict]:
     """Generate one explanation per record and write the contract JSONL to ``output``.
 
-    ``meta`` holds ``model``, ``dataset`` and ``split`` (copied into each row) and may hold
+    ``meta`` holds ``model`` and ``dataset`` (copied into each row) and may hold
     anything else that changes the generations (the model's settings): partial chunks left
     by a run with a different ``meta``, seed, shots or generation settings are discarded.
     ``seconds`` of a row is its chunk's wall time divided by the chunk's size (engines
@@ -215,8 +272,10 @@ def explain_records(records: Sequence[dict], backend: Backend, prompting: Prompt
     records = list(records)
     ids = [r["id"] for r in records]
     if len(set(ids)) != len(ids):
-        raise ExplainError(f"{output}: the split has duplicate ids")
-    prompts = build_prompts(records, prompting, settings)
+        raise ExplainError(f"{output}: the examples have duplicate ids")
+    demos = choose_demonstrations(records, prompting, settings)
+    demo_ids = {rec["id"]: [d["id"] for d in shown] for rec, shown in zip(records, demos)}
+    prompts = build_prompts(records, prompting, settings, demos)
     hashes = [prompt_hash(p) for p in prompts]
     expected = dict(zip(ids, hashes))
     shots, seed, chunk_size = settings.shots, settings.seed, settings.chunk_size
@@ -231,7 +290,7 @@ def explain_records(records: Sequence[dict], backend: Backend, prompting: Prompt
 
     todo = [i for i, rec_id in enumerate(ids) if rec_id not in finished]
     total, done = len(ids), len(ids) - len(todo)
-    where = f"{meta.get('dataset')}/{meta.get('model')} {shots}shot seed{seed} {meta.get('split')}"
+    where = f"{meta.get('dataset')}/{meta.get('model')} {shots}shot seed{seed}"
     if done:
         log.info("%s: resuming: %d/%d examples already done in %s", where, done, total, partial)
     log.info("%s: %d example(s) to generate in chunks of %d", where, len(todo), chunk_size)
@@ -241,21 +300,23 @@ def explain_records(records: Sequence[dict], backend: Backend, prompting: Prompt
         t0 = time.time()
         backend.start()  # so that `seconds` and examples/s leave the engine's start-up out
         log.info("%s: engine ready in %.1fs", where, time.time() - t0)
-    t_start = time.time()
+    t_start, calls = time.time(), 0
     for start in range(0, len(todo), chunk_size):
         chunk = todo[start:start + chunk_size]
         t0 = time.time()
         gens = backend.generate([prompts[i] for i in chunk], max_new_tokens=settings.max_new_tokens,
                                 temperature=settings.temperature, seed=seed)
+        calls += 1
         if len(gens) != len(chunk):
             raise ExplainError(f"{where}: the backend returned {len(gens)} generations for {len(chunk)} prompts")
         seconds = (time.time() - t0) / len(chunk)
         rows = []
         for i, gen in zip(chunk, gens):
-            rows.append({"id": ids[i], "text": gen.text, "prompt_hash": hashes[i], "finish_reason": gen.finish_reason,
+            rows.append({"id": ids[i], "text": gen.text, "states_label": states_label(gen.text, prompting.label_words),
+                         "demo_ids": demo_ids[ids[i]], "prompt_hash": hashes[i], "finish_reason": gen.finish_reason,
                          "prompt_tokens": gen.prompt_tokens, "completion_tokens": gen.completion_tokens,
                          "seconds": round(seconds, 4), "model": meta.get("model"), "dataset": meta.get("dataset"),
-                         "shots": shots, "seed": seed, "split": meta.get("split")})
+                         "shots": shots, "seed": seed})
         write_jsonl(rows, partial / f"chunk-{next_chunk:06d}.jsonl")
         next_chunk += 1
         finished.update((r["id"], r) for r in rows)
@@ -270,9 +331,11 @@ def explain_records(records: Sequence[dict], backend: Backend, prompting: Prompt
     empty = sum(1 for r in rows if not r["text"])
     if empty:
         log.warning("%s: %d of %d explanations are empty", where, empty, total)
+    log.info("%s: %d of %d explanations name a label (states_label)", where, sum(r["states_label"] for r in rows), total)
     write_explanations(rows, output)
-    shutil.rmtree(partial, ignore_errors=True)
-    log.info("%s: wrote %d explanations to %s", where, total, output)
+    remove_when_done(partial)  # inside a job: when all of its outputs are written
+    log.info("%s: wrote %d explanations to %s (%d generated now in %d engine call(s), %d from earlier chunks)",
+             where, total, output, len(todo), calls, total - len(todo))
     return rows
 
 
@@ -285,29 +348,26 @@ def generation_spec(model_spec: dict) -> dict:
     return result_keys(model_spec, "models.*")
 
 
-def run(job) -> dict[str, list[dict]]:
-    """Rule ``explain``: explain every split of a dataset with one engine start.
+def run(job) -> list[dict]:
+    """Rule ``explain``: explain every example of a dataset (all folds) with one engine start,
+    into one chunked, resumable file: an example's explanation does not depend on the fold it
+    is read in (its demonstrations never come from its own test fold)."""
+    from ..files import read_examples
 
-    The model is loaded once for all splits (loading a 70B model three times would cost more
-    than the test split's generation); each split is its own chunked, resumable output, the
-    test split first (the quality scores wait on it).
-    """
     settings = ExplainSettings.from_job(job)
-    train = read_jsonl(job.input["train"])
-    template = load_template(job.settings["prompts_dir"], "explain", job.dataset, job.dataset_spec["task"])
-    prompting = Prompting(template, train, job.dataset_spec["labels"], str(job.input["train"]))
-    log.info("template %s; %d train examples; model %s (%s)", template["__file__"], len(train), job.model,
-             job.model_spec["backend"])
-    out: dict[str, list[dict]] = {}
-    with open_backend(job.model_spec, job.model) as backend:
-        for split in ("test", "dev", "train"):
-            records = read_jsonl(job.input[split])
-            log.info("split %s: %d examples -> %s", split, len(records), job.output[split])
-            meta = {"model": job.model, "dataset": job.dataset, "split": split,
-                    "model_spec": generation_spec(job.model_spec)}
-            out[split] = explain_records(records, backend, prompting, settings, job.output[split], meta)
-    return out
+    examples = read_examples(job.input["examples"])
+    spec = job.dataset_spec
+    template = dataset_template(job.settings["prompts_dir"], "explain", job.dataset, spec)
+    prompting = Prompting(template, examples, spec["labels"], str(job.input["examples"]), dataset_label_words(spec))
+    log.info("template %s; %d examples; %d-shot, %s demonstrations; model %s (%s)", template["__file__"], len(examples),
+             settings.shots, settings.demonstrations, job.model, job.model_spec["backend"])
+    with job_checkpoint(job.output["explanations"]), open_backend(job.model_spec, job.model) as backend:
+        # before the engine starts: every prompt fits
+        backend.check_fits(build_prompts(examples, prompting, settings), settings.max_new_tokens,
+                           [r["id"] for r in examples], str(job.input["examples"]))
+        meta = {"model": job.model, "dataset": job.dataset, "model_spec": generation_spec(job.model_spec)}
+        return explain_records(examples, backend, prompting, settings, job.output["explanations"], meta)
 
 
-__all__ = ["ExplainError", "ExplainSettings", "Prompting", "build_prompt", "build_prompts",
-           "explain_records", "generation_spec", "run", "sample_demonstrations"]
+__all__ = ["ExplainError", "ExplainSettings", "Prompting", "build_prompt", "build_prompts", "choose_demonstrations",
+           "explain_records", "fixed_demonstrations", "generation_spec", "run", "sample_demonstrations"]

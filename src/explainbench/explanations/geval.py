@@ -104,8 +104,13 @@ def geval_scores(backend, template: dict, records: Sequence[dict], explanations:
     labels = list(labels) or list(dict.fromkeys(r["label"] for r in records if "label" in r))
     ratings = [str(r) for r in template["ratings"]]
     out: dict[str, np.ndarray] = {}
-    for name in names:
-        prompts = [geval_prompt(template, name, rec, expl, labels) for rec, expl in zip(records, explanations)]
+    asked = {name: [geval_prompt(template, name, rec, expl, labels) for rec, expl in zip(records, explanations)]
+             for name in names}
+    reserve = max(len(backend.option_ids(r)) for r in ratings)
+    for name, prompts in asked.items():  # before the judge's engine starts: every prompt fits
+        backend.check_fits(prompts, reserve, [r.get("id", i) for i, r in enumerate(records)],
+                           f"{template['__file__']} (criterion {name})")
+    for name, prompts in asked.items():
         scores, mass = rating_scores(backend.label_logprobs(prompts, ratings), ratings)
         out[f"geval_{name}"] = scores
         log.info("G-Eval %s: %d explanations, mean %.3f, mean probability on the rating tokens %.3f",

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..files import check_against_splits, read_embeddings, write_curve
-from ..io import read_jsonl
+from ..splits import read_train_test
 from ..stats import classification_scores
 from .classifier import PLRSettings, fit_draw
 
@@ -76,7 +76,7 @@ def run(job) -> pd.DataFrame:
     """Rule ``plr_curve``: the learning curve from the cached embeddings, written as curve.csv."""
     path = job.input["embeddings"]
     emb = read_embeddings(path)
-    check_against_splits(emb, {"train": read_jsonl(job.input["train"]), "test": read_jsonl(job.input["test"])}, path)
+    check_against_splits(emb, read_train_test(job.input["examples"]), path)
     settings = PLRSettings.from_settings(job.settings)
     train, test = emb.part("train"), emb.part("test")
     log.info("%s / %s: %d train, %d test vectors of dim %d; grid %s, %d draws, penalty %s", job.dataset, job.model,

@@ -24,9 +24,10 @@ import numpy as np
 
 from ..data import input_text
 from ..engines import open_backend
+from ..engines.checkpoint import job_checkpoint
 from ..files import EmbeddingError, Embeddings, write_embeddings
-from ..io import read_jsonl
-from ..prompts import fill, load_template
+from ..splits import read_train_test
+from ..prompts import dataset_template, fill
 
 if TYPE_CHECKING:
     from ..engines import Backend
@@ -94,7 +95,7 @@ class Embedder:
     def for_job(cls, job, backend) -> "Embedder":
         """The embedder of a job of rule embed or plr_explain (the job's model and dataset)."""
         settings = EmbedSettings.for_model(job.model_spec, job.settings)
-        template = (load_template(job.settings["prompts_dir"], "embed", job.dataset, job.dataset_spec["task"])
+        template = (dataset_template(job.settings["prompts_dir"], "embed", job.dataset, job.dataset_spec)
                     if settings.wrap else None)
         return cls(backend, settings, template, job.dataset_spec["labels"])
 
@@ -144,6 +145,8 @@ def embed_splits(embedder: Embedder, splits: dict[str, list[dict]]) -> Embedding
              settings.pooling, settings.layer, settings.wrap)
     if texts:
         log.info("first model input: %r", texts[0])
+    if embedder.backend.spec["kind"] == "causal":  # encoders truncate; a causal LM's prompt must fit
+        embedder.backend.check_fits(texts, 0, [r["id"] for _, r in rows], "train/test split")
     vectors = embedder.embed(texts)
     return Embeddings(np.array([r["id"] for _, r in rows], dtype=str), np.array([n for n, _ in rows], dtype=str),
                       np.array([r["label"] for _, r in rows], dtype=str), vectors,
@@ -152,13 +155,34 @@ def embed_splits(embedder: Embedder, splits: dict[str, list[dict]]) -> Embedding
 
 # --------------------------------------------------------------------------- the rule
 
+def check_plr_sizes(job, train: Sequence[dict]) -> None:
+    """Before any engine starts: the explained classifiers' n per class (``plr.explain_n_per_class``,
+    else the smallest ``plr.n_per_class``) fits every class of the training split, which rule
+    plr_explain draws from after this job."""
+    plr = job.config["plr"]
+    wanted = plr["explain_n_per_class"]
+    key = "plr.explain_n_per_class" if wanted is not None else "plr.n_per_class"
+    need = wanted if wanted is not None else min(plr["n_per_class"])
+    counts: dict[str, int] = {}
+    for rec in train:
+        counts[rec["label"]] = counts.get(rec["label"], 0) + 1
+    label, have = min(counts.items(), key=lambda kv: kv[1]) if counts else ("-", 0)
+    if need > have:
+        raise EmbeddingError(f"config key {key}: {need} example(s) per class, but {job.input['examples']} (the "
+                             f"train split), field 'label': class {label!r} has {have} training example(s) (of {len(train)}); "
+                             f"lower {key} (or give the dataset more rows)")
+
+
 def run(job) -> Embeddings:
-    """Rule ``embed``: read the split files, embed train and test once, write the npz."""
-    splits = {name: read_jsonl(job.input[name]) for name in SPLITS}
-    with open_backend(job.model_spec, job.model) as backend:
-        emb = embed_splits(Embedder.for_job(job, backend), splits)
-    emb.meta["dataset"] = job.dataset
+    """Rule ``embed``: read fold 0's train and test (Study 2 is not cross-validated), embed them
+    once, write the npz."""
+    splits = read_train_test(job.input["examples"])
+    check_plr_sizes(job, splits["train"])
     out = job.output["embeddings"]
-    write_embeddings(emb, out)
-    log.info("wrote %s: %d x %d", out, *emb.vectors.shape)
+    with job_checkpoint(out) as checkpoint, open_backend(job.model_spec, job.model) as backend:
+        engine = checkpoint.wrap(backend)  # a job that dies keeps every finished chunk's vectors
+        emb = embed_splits(Embedder.for_job(job, engine), splits)
+        emb.meta["dataset"] = job.dataset
+        write_embeddings(emb, out)
+        log.info("wrote %s: %d x %d; %s", out, *emb.vectors.shape, engine.report())
     return emb

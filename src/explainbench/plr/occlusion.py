@@ -28,11 +28,11 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from ..engines import open_backend
+from ..engines.checkpoint import job_checkpoint
 from ..files import check_against_splits, read_embeddings, write_phrases, write_stability
-from ..io import read_jsonl
-from ..splits import sample_per_class
+from ..splits import read_train_test, sample_per_class
 from .classifier import PLRClassifier, PLRSettings, fit_draw
-from .embed import Embedder
+from .embed import Embedder, check_plr_sizes
 
 if TYPE_CHECKING:
     from ..files import Embeddings
@@ -208,22 +208,24 @@ def explain(embedder: Embedder, train: "Embeddings", test_records: Sequence[dict
 def run(job) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Rule ``plr_explain``: phrases.csv and stability.csv for one dataset x model."""
     path = job.input["embeddings"]
-    splits = {"train": read_jsonl(job.input["train"]), "test": read_jsonl(job.input["test"])}
+    splits = read_train_test(job.input["examples"])
+    check_plr_sizes(job, splits["train"])
     emb = read_embeddings(path)
     check_against_splits(emb, splits, path)
     settings = ExplainSettings.from_settings(job.settings)
-    with open_backend(job.model_spec, job.model) as backend:  # the engine starts on the first embed call
-        embedder = Embedder.for_job(job, backend)
+    with job_checkpoint(job.output["phrases"]) as checkpoint, open_backend(job.model_spec, job.model) as backend:
+        embedder = Embedder.for_job(job, checkpoint.wrap(backend))  # the engine starts on the first embed call
         pooling, layer = embedder.settings.pooling, embedder.settings.layer
         if pooling != emb.meta.get("pooling") or layer != emb.meta.get("layer"):
             raise ValueError(f"{path}: embedded with pooling={emb.meta.get('pooling')} layer={emb.meta.get('layer')}, "
                              f"but the config now says pooling={pooling} layer={layer}; re-run rule embed")
         phrases, stab, _ = explain(embedder, emb.part("train"), splits["test"], settings)
-    for frame in (phrases, stab):
-        frame.insert(0, "model", job.model)
-        frame.insert(0, "dataset", job.dataset)
-    write_phrases(phrases, job.output["phrases"])
-    write_stability(stab, job.output["stability"])
+        for frame in (phrases, stab):
+            frame.insert(0, "model", job.model)
+            frame.insert(0, "dataset", job.dataset)
+        write_phrases(phrases, job.output["phrases"])
+        write_stability(stab, job.output["stability"])
+        log.info("%s", embedder.backend.report())
     log.info("stability (mean Spearman over draw pairs): %s",
              stab.groupby("label")["spearman"].mean().round(3).to_dict() if len(stab) else "one draw only")
     return phrases, stab

@@ -4,10 +4,12 @@ so a figure always shows exactly what its table says). Each is saved as PNG and 
 - :func:`plot_learning_curves`: PLR accuracy over examples per class for one dataset, one
   line per embedding model with a band of ±1 standard deviation over draws, and a horizontal
   line per LLM at its zero-shot accuracy.
-- :func:`plot_classification`: accuracy by explanation condition for one dataset with 95%
-  intervals, and the paired difference from ``none`` with its 95% interval.
+- :func:`plot_classification`: macro-F1 by explanation condition for one dataset (mean ± sd
+  over folds and seeds), and the paired difference from ``none`` pooled over folds with its
+  95% interval.
 - :func:`plot_quality_heatmap`: for one explainer, rows dataset x shots x seed, columns the
-  explanation-quality metrics; colour is the value scaled per metric over all explainers.
+  explanation-quality metrics (mean over folds); colour is the value scaled per metric over
+  all explainers.
 
 The rules ``plot_learning_curves``, ``plot_classification`` and ``plot_quality_heatmap`` run
 :func:`run_learning_curves`, :func:`run_classification` and :func:`run_quality_heatmap`.
@@ -100,11 +102,12 @@ def plot_classification(table: pd.DataFrame, dataset: str, png: str | Path, svg:
         present = [k for k, c in enumerate(conditions) if c in g.index]
         cs = [conditions[k] for k in present]
         x = x0[present] + offset
-        mean = g.loc[cs, "accuracy_seed_mean"].to_numpy(float)
-        lo, hi = g.loc[cs, "accuracy_seed_mean_ci_low"].to_numpy(float), g.loc[cs, "accuracy_seed_mean_ci_high"].to_numpy(float)
-        ax_acc.errorbar(x, mean, yerr=[np.nan_to_num(mean - lo), np.nan_to_num(hi - mean)], fmt="o", capsize=3, label=label)
-        d = g.loc[cs, "diff_seed_mean_vs_none"].to_numpy(float)
-        dlo, dhi = g.loc[cs, "diff_seed_mean_ci_low"].to_numpy(float), g.loc[cs, "diff_seed_mean_ci_high"].to_numpy(float)
+        mean = g.loc[cs, "macro_f1_mean"].to_numpy(float)
+        sd = np.nan_to_num(g.loc[cs, "macro_f1_sd"].to_numpy(float))
+        ax_acc.errorbar(x, mean, yerr=sd, fmt="o", capsize=3, label=label)
+        d = g.loc[cs, "pooled_diff_macro_f1_vs_none"].to_numpy(float)
+        dlo = g.loc[cs, "pooled_diff_macro_f1_ci_low"].to_numpy(float)
+        dhi = g.loc[cs, "pooled_diff_macro_f1_ci_high"].to_numpy(float)
         keep = np.isfinite(d)
         ax_diff.errorbar(x[keep], d[keep], yerr=[np.nan_to_num(d - dlo)[keep], np.nan_to_num(dhi - d)[keep]],
                          fmt="s", capsize=3, label=label)
@@ -113,10 +116,10 @@ def plot_classification(table: pd.DataFrame, dataset: str, png: str | Path, svg:
         ax.set_xticklabels(conditions, rotation=25, ha="right")
         ax.grid(axis="y", alpha=0.3)
     ax_acc.set_ylim(0, 1.02)
-    ax_acc.set_ylabel("test accuracy (mean over seeds, 95% CI)")
-    ax_acc.set_title("accuracy by explanation condition")
+    ax_acc.set_ylabel("test macro-F1 (mean ± sd over folds and seeds)")
+    ax_acc.set_title("macro-F1 by explanation condition")
     ax_diff.axhline(0, color="0.3", linewidth=1)
-    ax_diff.set_ylabel("accuracy minus 'none' (paired 95% CI)")
+    ax_diff.set_ylabel("macro-F1 minus 'none', pooled over folds (paired 95% CI)")
     ax_diff.set_title("effect of the explanation")
     ax_acc.legend(fontsize=8, loc="lower left")
     fig.suptitle(f"{dataset}: does an explanation help the classifier?")
@@ -130,14 +133,17 @@ def plot_quality_heatmap(table: pd.DataFrame, explainer: str, png: str | Path, s
     if not metrics:
         raise DataError(f"{source}: no metric columns with values; cannot draw a heat map")
     rows = _rows_for(table, "explainer", explainer, "the quality heat map", source)
-    rows = rows.sort_values(["dataset", "shots", "seed"])
-    values = rows[metrics].to_numpy(float)
+    rows = rows.drop_duplicates(["dataset", "shots", "seed"]).sort_values(["dataset", "shots", "seed"])
+    columns = [f"{m}_fold_mean" if f"{m}_fold_mean" in table else m for m in metrics]  # the mean over folds
+    values = rows[columns].to_numpy(float)
     # Scale each metric over every explainer's rows, so colours compare across heat maps.
-    lo, hi = table[metrics].min().to_numpy(float), table[metrics].max().to_numpy(float)
+    lo, hi = table[columns].min().to_numpy(float), table[columns].max().to_numpy(float)
     span = np.where(hi > lo, hi - lo, np.nan)
     scaled = np.where(np.isnan(span), 0.5, (values - lo) / np.where(np.isnan(span), 1, span))
     scaled = np.ma.masked_invalid(np.where(np.isnan(values), np.nan, scaled))
     labels = [f"{r.dataset} · {int(r.shots)}-shot · seed {int(r.seed)}" for r in rows.itertuples()]
+    if "n_folds" in rows and rows["n_folds"].max() > 1:
+        labels = [f"{lab} · {int(k)} folds" for lab, k in zip(labels, rows["n_folds"])]
     fig, ax = plt.subplots(figsize=(1.0 * len(metrics) + 3.0, max(2.8, 0.55 * len(labels) + 1.8)))
     cmap = plt.get_cmap("viridis").with_extremes(bad="0.85")
     im = ax.imshow(scaled, cmap=cmap, vmin=0, vmax=1, aspect="auto")
