@@ -227,12 +227,14 @@ def plr_zeroshot_targets():
 
 
 def plot_targets():
-    """Learning curves per PLR dataset, classification per classified dataset, a heat map per explainer."""
+    """Learning curves per PLR dataset, classification per classified dataset, a heat map per explainer
+    and, with several explainers, one per explained dataset that holds them all."""
     e, p, f, z = (config[k] for k in ("explain", "plr", "finetune", "zeroshot"))
     classified = [d for d in f["datasets"] if f["encoders"]] + [d for d in z["datasets"] if z["classifiers"]]
     names = ([f"learning_curves_{d}" for d in p["datasets"] if p["models"]]
              + [f"classification_{d}" for d in dict.fromkeys(classified)]
-             + [f"quality_heatmap_{m}" for m in e["explainers"] if e["datasets"]])
+             + [f"quality_heatmap_{m}" for m in e["explainers"] if e["datasets"]]
+             + [f"quality_overview_{d}" for d in e["datasets"] if len(e["explainers"]) > 1])
     return expand(PATHS["plot"], plot=names, ext=["png", "svg"])
 
 
