@@ -251,7 +251,7 @@ def test_bad_explanation_file_stops_with_file_and_row_and_keeps_the_rest(tmp_pat
     assert proc.returncode != 0
     log = (root / "logs/explain/esnli/mixtral/0shot/seed0.log").read_text()
     assert re.search(rf"DataError: {re.escape(str(data / 'esnli_mixtral_zs.csv'))}: no explanation for "
-                     r"results/data/esnli/examples\.jsonl, row \d+ \(id 'esnli-7'", log), log[-2000:]
+                     r"results/data/esnli/examples\.jsonl, row \d+ \(id 'esnli-6'", log), log[-2000:]
     assert not (root / "results/explanations/esnli/mixtral/0shot/seed0/explanations.jsonl").exists()
     for dataset in ("esnli", "healthfc"):
         for fold in range(5):
