@@ -466,7 +466,8 @@ def test_report_rules_write_tables_and_plots(tmp_path):
     figures = tmp_path / "plots"
     for rule, run, table, wildcards in (("plot_learning_curves", plots.run_learning_curves, "p", {"dataset": "sent"}),
                                         ("plot_classification", plots.run_classification, "c", {"dataset": "nli"}),
-                                        ("plot_quality_heatmap", plots.run_quality_heatmap, "q", {"model": "smol"})):
+                                        ("plot_quality_heatmap", plots.run_quality_heatmap, "q", {"model": "smol"}),
+                                        ("plot_quality_overview", plots.run_quality_overview, "q", {"dataset": "nli"})):
         png, svg = figures / f"{rule}.png", figures / f"{rule}.svg"
         run(rule_job(cfg, rule, {"table": out / f"{table}.csv"}, {"png": png, "svg": svg}, **wildcards))
         check_png(png)

@@ -174,8 +174,90 @@ def validate_config(config: dict[str, Any], schema: dict | None = None) -> dict[
     errors = sorted(validator_class(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         raise ConfigError("invalid config:\n  " + "\n  ".join(_describe(e) for e in errors))
+    _expand_data_dir(config)
     _check_references(config)
     return config
+
+
+def _expand_data_dir(config: dict) -> None:
+    """``{data_dir}`` in a dataset's or model's path becomes config ``data_dir``; the shot keys of
+    a file explainer's ``source.files`` become text (YAML reads ``0:`` as a number)."""
+    data_dir = str(config["data_dir"]).rstrip("/") or "/"
+    for section in ("datasets", "models"):
+        for entry in config[section].values():
+            entry["path"] = entry["path"].replace("{data_dir}", data_dir)
+    for model in config["models"].values():
+        source = model.get("source")
+        if source:
+            source["files"] = {d: {str(k): v for k, v in files.items()} for d, files in source["files"].items()}
+
+
+def shots_for(config: dict, dataset: str) -> list[int]:
+    """The shot settings of a dataset: config ``explain.shots`` (a list for every dataset, or a
+    mapping dataset -> list)."""
+    shots = config["explain"]["shots"]
+    return list(shots[dataset] if isinstance(shots, dict) else shots)
+
+
+def demonstration_count(config: dict, dataset: str) -> int:
+    """How many fixed demonstrations the data stage reserves for a dataset: the largest shot
+    setting when ``explain.demonstrations`` is ``fixed`` and the dataset is explained, else 0."""
+    e = config["explain"]
+    engines = [m for m in e["explainers"] if config["models"].get(m, {}).get("backend") != "file"]  # files need none
+    if e["demonstrations"] != "fixed" or dataset not in e["datasets"] or not engines:
+        return 0
+    return max(shots_for(config, dataset), default=0)
+
+
+def is_file_explainer(spec: dict) -> bool:
+    """A model entry whose explanations are read from files (``backend: file``)."""
+    return spec.get("backend") == "file"
+
+
+def explanation_source(spec: dict, name: str, dataset: str, shots: int | str) -> tuple[Path, dict]:
+    """A file explainer's file for ``dataset`` at ``shots`` (relative names under its ``path``) and
+    its join keys (``source.dataset_keys`` of the dataset, else ``source.keys``)."""
+    source = spec["source"]
+    files = source["files"].get(dataset) or {}
+    if str(shots) not in files:
+        raise ConfigError(f"config key models.{name}.source.files.{dataset}: no file for {shots} shot(s); "
+                          f"it names {sorted(files)}")
+    path = Path(files[str(shots)]).expanduser()
+    if not path.is_absolute():
+        path = Path(spec["path"]).expanduser() / path
+    return path, source["dataset_keys"].get(dataset) or source["keys"]
+
+
+def _file_explainer_problems(config: dict) -> list[str]:
+    """A file explainer explains only: it names a file for every dataset x shots it explains, and
+    is nobody's judge, classifier or embedding model."""
+    models, problems = config["models"], []
+    files = {name for name, m in models.items() if is_file_explainer(m)}
+    for name in sorted(files):
+        if not models[name].get("source"):
+            problems.append(f"config key models.{name}.source: required when backend is file")
+    uses = [("quality.judge", [config["quality"]["judge"]]),
+            ("quality.bertscore.model", [config["quality"]["bertscore"]["model"]]),
+            ("quality.mauve.model", [config["quality"]["mauve"]["model"]]),
+            ("zeroshot.classifiers", config["zeroshot"]["classifiers"]), ("plr.models", config["plr"]["models"]),
+            ("plr.zeroshot_models", config["plr"]["zeroshot_models"]), ("finetune.encoders", config["finetune"]["encoders"])]
+    for key, names in uses:
+        for name in names:
+            if name in files:
+                problems.append(f"config key {key}: model {name!r} has backend file: it only reads explanations "
+                                "from files (explain.explainers)")
+    explain = config["explain"]
+    for name in explain["explainers"]:
+        if name not in files or not models[name].get("source"):
+            continue
+        given = models[name]["source"]["files"]
+        for dataset in explain["datasets"]:
+            wanted = explain["shots"].get(dataset, []) if isinstance(explain["shots"], dict) else explain["shots"]
+            missing = [k for k in wanted if str(k) not in given.get(dataset, {})]
+            if missing:
+                problems.append(f"config key models.{name}.source.files.{dataset}: no file for shots {missing} "
+                                f"(explain.shots of {dataset!r}: {wanted})")
+    return problems
 
 
 def _check_references(config: dict) -> None:
@@ -232,7 +314,15 @@ def _check_references(config: dict) -> None:
         if name in datasets and datasets[name].get("split", {}).get("dev") == 0 and finetune.get("early_stopping"):
             problems.append(f"config key finetune.early_stopping: datasets.{name}.split.dev is 0 (no dev split); "
                             "set finetune.early_stopping: false")
-    problems += _model_problems(config) + _stage_problems(config)
+    for name, ds in datasets.items():
+        split = ds.get("split", {})
+        if split.get("folds_from") and not split.get("folds"):
+            problems.append(f"config key datasets.{name}.split.folds_from: needs split.folds (the number of folds "
+                            "in that column)")
+        if split.get("folds_from") and demonstration_count(config, name):
+            problems.append(f"config key explain.demonstrations: fixed demonstrations are taken out of the test folds, "
+                            f"but datasets.{name}.split.folds_from fixes them; use per_example")
+    problems += _model_problems(config) + _stage_problems(config) + _file_explainer_problems(config)
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
 
@@ -320,7 +410,7 @@ def check_local_paths(config: dict) -> None:
     another machine's folders still validates): every model path is a folder here or a hub id
     (:func:`model_path_problem`)."""
     models = config["models"]
-    problems = [problem for name, model in models.items() if model["backend"] != "openai"
+    problems = [problem for name, model in models.items() if model["backend"] not in ("openai", "file")
                 for problem in [model_path_problem(name, model["path"], models)] if problem]
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))

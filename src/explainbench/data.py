@@ -60,6 +60,8 @@ def _read_table(path: str | Path, fmt: str, hub_split: str = "validation") -> tu
     if is_hub(path, fmt):
         return _read_hub(str(path), hub_split), "example"
     path = Path(path)
+    if not path.exists() and official_fold_files(path):
+        return _read_fold_files(path, fmt)
     if not path.exists():
         raise DataError(f"{path}: file not found")
     if path.is_dir():
@@ -92,6 +94,38 @@ def _read_table(path: str | Path, fmt: str, hub_split: str = "validation") -> tu
     for i, row in enumerate(rows, start=1):
         row["__row__"] = i
     return rows, "data row"
+
+
+FOLD_COLUMN = "fold"
+
+
+def official_fold_files(path: str | Path) -> list[Path]:
+    """The per-fold test files that stand for a missing ``<stem>.csv``: ``<stem>_0_test.csv``,
+    ``<stem>_1_test.csv``, ... as a study's official code writes its cross-validation splits
+    (Dhaini et al.: ``<name>_<model>_<type>_<k>_{train,test}.csv``); [] when there are none."""
+    path = Path(path)
+    out = []
+    while (path.parent / f"{path.stem}_{len(out)}_test{path.suffix}").exists():
+        out.append(path.parent / f"{path.stem}_{len(out)}_test{path.suffix}")
+    return out
+
+
+def _read_fold_files(path: Path, fmt: str) -> tuple[list[dict], str]:
+    """The rows of every fold's test file (:func:`official_fold_files`), each with its fold in
+    column ``fold``; a row is named by its file and data row (``esnli_gpt4o_ZS_3_test.csv, data row 7``)."""
+    rows = []
+    for fold, part in enumerate(official_fold_files(path)):
+        part_rows, kind = _read_table(part, fmt)
+        for row in part_rows:
+            rows.append({**row, FOLD_COLUMN: str(fold), "__row__": f"{part.name}, {kind} {row['__row__']}"})
+    return rows, "row"
+
+
+def read_rows(path: str | Path, fmt: str) -> tuple[list[dict], str]:
+    """The raw rows of a local table (``csv``, ``tsv``, ``jsonl``, ``parquet``), each with its row
+    number in ``__row__``, and what that number counts ("data row", "line"; "row" when it is a
+    text naming one of the official per-fold files); checked as a dataset file is."""
+    return _read_table(path, fmt)
 
 
 def _check_utf8(path: Path) -> None:
@@ -160,6 +194,22 @@ def _text(value: Any, where: str = "") -> str:
     return " ".join(str(value).split())
 
 
+SOURCE_FOLD = "source_fold"  # a record's test fold as its file gives it (split.folds_from)
+
+
+def _fold(value: Any, folds: int, where: str) -> int:
+    """A fold number from a file's fold column: an integer 0 .. folds-1."""
+    text = "" if value is None or (isinstance(value, float) and value != value) else str(value).strip()
+    try:
+        fold = int(float(text))
+    except ValueError:
+        fold = None
+    if fold is None or float(text) != fold or not 0 <= fold < folds:
+        raise DataError(f"{where}: expected a fold number 0..{folds - 1} (split.folds_from, split.folds {folds}), "
+                        f"got {text!r}")
+    return fold
+
+
 def load_records(path: str | Path, *, format: str, labels: list[str], task: str = "nli",
                  columns: dict | None = None, id_prefix: str | None = None) -> list[dict]:
     """Load a dataset file into records, checking every row.
@@ -202,6 +252,10 @@ def _load_rows(path: str | Path, spec: dict, id_prefix: str) -> tuple[list[dict]
                     continue
                 raise DataError(f"{path}: column {col!r} (field {field!r}) not found; columns: {sorted(available - {'__row__'})}")
 
+    folds_from = (spec.get("split") or {}).get("folds_from")
+    if folds_from and folds_from not in available:
+        raise DataError(f"{path}: column {folds_from!r} (split.folds_from) not found; "
+                        f"columns: {sorted(available - {'__row__'})}")
     prefix = id_prefix
     records, seen = [], {}
     for row in rows:
@@ -226,6 +280,8 @@ def _load_rows(path: str | Path, spec: dict, id_prefix: str) -> tuple[list[dict]
                 values = value if isinstance(value, (list, tuple)) else [value]
                 expls.extend(t for t in (_text(v, _where(path, n, col)) for v in values) if t)
         rec["explanations"] = expls
+        if folds_from:
+            rec[SOURCE_FOLD] = _fold(row.get(folds_from), spec["split"]["folds"], _where(path, n, folds_from))
         records.append(rec)
     return records, {rid: f"{row_kind} {n}" for rid, n in seen.items()}
 

@@ -52,6 +52,8 @@ from .io import atomic_path, read_jsonl_objects, write_csv, write_json, write_js
 
 EXPLANATION_FIELDS = ("id", "text", "states_label", "demo_ids", "prompt_hash", "finish_reason", "prompt_tokens",
                       "completion_tokens", "seconds", "model", "dataset", "shots", "seed")
+# finish_reason of an explanation that a file explainer's source left empty: kept as the study has it
+EMPTY_IN_SOURCE = "empty_in_source"
 SAMPLE_COLUMNS = ["id", "label", "test_fold", "demonstration", "premise", "hypothesis", "text"]
 CORPUS_COLUMNS = ["dataset", "fold", "explainer", "shots", "seed", "metric", "value", "ci_low", "ci_high", "n"]
 METRICS_KEYS = ["dataset", "classifier", "method", "condition", "fold", "seed", "model_path", "n", "n_invalid",
@@ -220,12 +222,16 @@ def read_jsonl_rows(path: str | Path, what: str = "file") -> list[tuple[int, dic
 def read_explanation_rows(path: str | Path) -> list[tuple[int, dict]]:
     """(line number, row) of an explanation file: at least one row, each with a unique non-empty
     ``id`` and a non-empty ``text`` (an explainer that wrote nothing for an example is an error:
-    the job that wrote the file logs how many, and the file should be regenerated)."""
+    the job that wrote the file logs how many, and the file should be regenerated). The one
+    exception: a file explainer's row whose source left it empty (``finish_reason``
+    :data:`EMPTY_IN_SOURCE`) keeps its empty text, as the study had it."""
     rows = read_jsonl_rows(path, "explanation file")
     seen: dict[str, int] = {}
     for lineno, row in rows:
         rid = _unique_id(path, lineno, row, seen)
         text = row.get("text")
+        if text == "" and row.get("finish_reason") == EMPTY_IN_SOURCE:
+            continue
         if not isinstance(text, str) or not text.strip():
             raise DataError(f"{path}, row {lineno}, field 'text': missing or empty explanation for id {rid!r}")
     return rows

@@ -109,6 +109,18 @@ def assign_test_folds(records: list[dict], folds: int, seed: int) -> dict[str, i
     return out
 
 
+def official_test_folds(records: list[dict], folds: int, where: str = "dataset") -> dict[str, int]:
+    """``id -> fold`` as the records' file gives it (``split.folds_from``, read by the loader
+    into :data:`explainbench.data.SOURCE_FOLD`); a fold that holds no record is an error."""
+    from .data import SOURCE_FOLD
+
+    out = {r["id"]: r[SOURCE_FOLD] for r in records}
+    empty = sorted(set(range(folds)) - set(out.values()))
+    if empty:
+        raise DataError(f"{where}: split.folds_from gives no example to fold(s) {empty} of {folds}")
+    return out
+
+
 def reserve_demonstrations(records: list[dict], k: int, seed: int, where: str = "dataset") -> list[dict]:
     """The dataset's fixed few-shot demonstrations: ``k`` records with a human explanation,
     label-balanced for every prefix (labels take turns, in a seeded order), each label's in
@@ -149,7 +161,8 @@ def place_examples(records: list[dict], split: dict, n_demonstrations: int = 0,
         for r in parts["dev"]:
             dev_folds[r["id"]].append(0)
     else:
-        test_fold = assign_test_folds(rest, folds, seed)
+        test_fold = (official_test_folds(rest, folds, where) if split.get("folds_from")
+                     else assign_test_folds(rest, folds, seed))
         sizes = Counter(r["label"] for r in rest)
         for fold in range(folds):
             others = [r for r in rest if test_fold[r["id"]] != fold]

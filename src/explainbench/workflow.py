@@ -127,19 +127,17 @@ def parse_condition(condition: str) -> tuple[str, int]:
 
 
 def shots_for(config: dict, dataset: str) -> list[int]:
-    """The shot settings of a dataset: config ``explain.shots`` (a list for every dataset, or a
-    mapping dataset -> list)."""
-    shots = config["explain"]["shots"]
-    return list(shots[dataset] if isinstance(shots, dict) else shots)
+    """The shot settings of a dataset (:func:`explainbench.config.shots_for`)."""
+    from .config import shots_for as shots
+
+    return shots(config, dataset)
 
 
 def demonstration_count(config: dict, dataset: str) -> int:
-    """How many fixed demonstrations the data stage reserves for a dataset: the largest shot
-    setting when ``explain.demonstrations`` is ``fixed`` and the dataset is explained, else 0."""
-    e = config["explain"]
-    if e["demonstrations"] != "fixed" or dataset not in e["datasets"] or not e["explainers"]:
-        return 0
-    return max(shots_for(config, dataset), default=0)
+    """Fixed demonstrations the data stage reserves (:func:`explainbench.config.demonstration_count`)."""
+    from .config import demonstration_count as count
+
+    return count(config, dataset)
 
 
 def fold_list(config: dict, dataset: str) -> list[int]:

@@ -2,7 +2,8 @@
 # to these; every result path is declared once, in PATHS, for outputs and targets alike.
 import re
 
-from explainbench.config import result_keys
+from explainbench.config import explanation_source, is_file_explainer, result_keys
+from explainbench.data import official_fold_files
 from explainbench.prompts import dataset_template_path
 from explainbench.provenance import config_hash
 from explainbench.splits import check_changed_data
@@ -90,11 +91,28 @@ def settings(rule):
 
 # ----------------------------------------------------------------------------- lookups
 def model_files(name):
-    """A model's local folder is an input (so the demo models get built); hub ids are not."""
+    """A model's local folder is an input (so the demo models get built); hub ids are not. A file
+    explainer's input is its file (explainer_files)."""
+    if is_file_explainer(MODELS[name]):
+        return []
     model_path = MODELS[name]["path"]
     if model_path.startswith("resources/models/") or os.path.exists(model_path):
         return [model_path]
     return []
+
+
+def explainer_files(wc):
+    """What rule explain reads besides the examples: an engine's model folder, or a file
+    explainer's file of this dataset and shots (or the official per-fold test files it stands for)."""
+    if not is_file_explainer(MODELS[wc.model]):
+        return model_files(wc.model)
+    source = explanation_source(MODELS[wc.model], wc.model, wc.dataset, wc.shots)[0]
+    return [str(source)] if source.exists() else [str(p) for p in official_fold_files(source)] or [str(source)]
+
+
+def explain_template(wc):
+    """The explain prompt, for engines (a file explainer writes no prompt)."""
+    return [] if is_file_explainer(MODELS[wc.model]) else prompt_file(wc.dataset, "explain")
 
 
 def quality_model(role):
@@ -140,7 +158,8 @@ def demonstrations(wc):
 
 def model_gpus(name):
     """GPUs a model's jobs ask for: its tensor-parallel size on GPU clusters, none on CPU."""
-    return MODELS[name]["tensor_parallel_size"] if config["slurm"]["gpu_rules_use_gpus"] else 0
+    gpus = config["slurm"]["gpu_rules_use_gpus"] and not is_file_explainer(MODELS[name])
+    return MODELS[name]["tensor_parallel_size"] if gpus else 0
 
 
 def prompt_file(dataset, stage):
@@ -208,12 +227,14 @@ def plr_zeroshot_targets():
 
 
 def plot_targets():
-    """Learning curves per PLR dataset, classification per classified dataset, a heat map per explainer."""
+    """Learning curves per PLR dataset, classification per classified dataset, a heat map per explainer
+    and, with several explainers, one per explained dataset that holds them all."""
     e, p, f, z = (config[k] for k in ("explain", "plr", "finetune", "zeroshot"))
     classified = [d for d in f["datasets"] if f["encoders"]] + [d for d in z["datasets"] if z["classifiers"]]
     names = ([f"learning_curves_{d}" for d in p["datasets"] if p["models"]]
              + [f"classification_{d}" for d in dict.fromkeys(classified)]
-             + [f"quality_heatmap_{m}" for m in e["explainers"] if e["datasets"]])
+             + [f"quality_heatmap_{m}" for m in e["explainers"] if e["datasets"]]
+             + [f"quality_overview_{d}" for d in e["datasets"] if len(e["explainers"]) > 1])
     return expand(PATHS["plot"], plot=names, ext=["png", "svg"])
 
 

@@ -2,14 +2,15 @@
 # zero-shot or with k demonstrations (fixed for the dataset, or drawn per example from the
 # train split of the example's own fold; never from its test fold).
 # One job per dataset x explainer x shots x seed: the engine starts once and explains every
-# example of the dataset (the folds all read this one file), chunked and resumable.
+# example of the dataset (the folds all read this one file), chunked and resumable. A file
+# explainer (backend: file) reads its explanations from its file instead (model: that file).
 
 
 rule explain:
     input:
         examples=lambda wc: examples_file(wc.dataset),
-        template=lambda wc: prompt_file(wc.dataset, "explain"),
-        model=lambda wc: model_files(wc.model),
+        template=explain_template,
+        model=explainer_files,
     output:
         explanations=PATHS["explanations"],
     params:

@@ -114,3 +114,19 @@ rule plot_quality_heatmap:
         "../../envs/report.yaml"
     script:
         "../../scripts/plot_quality_heatmap.py"
+
+
+rule plot_quality_overview:
+    input:
+        table=table("explanation_quality", "csv"),
+    output:
+        png=report(path("plot", plot="quality_overview_{dataset}", ext="png"), caption="../report/quality_overview.rst", category="Study 1 - explanations", labels={"item": "figure: explanation quality, {dataset}", "format": "PNG"}),
+        svg=path("plot", plot="quality_overview_{dataset}", ext="svg"),
+    log:
+        "logs/report/plot_quality_overview/{dataset}.log",
+    benchmark:
+        "benchmarks/results/report/plot_quality_overview/{dataset}.tsv"
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../../scripts/plot_quality_overview.py"

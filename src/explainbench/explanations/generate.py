@@ -354,6 +354,10 @@ def run(job) -> list[dict]:
     is read in (its demonstrations never come from its own test fold)."""
     from ..files import read_examples
 
+    if job.model_spec["backend"] == "file":  # a file explainer: its explanations are read, not generated
+        from .from_file import run as explain_from_file
+
+        return explain_from_file(job)
     settings = ExplainSettings.from_job(job)
     examples = read_examples(job.input["examples"])
     spec = job.dataset_spec

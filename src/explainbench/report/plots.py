@@ -10,6 +10,10 @@ so a figure always shows exactly what its table says). Each is saved as PNG and 
 - :func:`plot_quality_heatmap`: for one explainer, rows dataset x shots x seed, columns the
   explanation-quality metrics (mean over folds); colour is the value scaled per metric over
   all explainers.
+- :func:`plot_quality_overview`: for one dataset, rows explainer x shots (every explainer in one
+  figure, as the paper's), the same columns, colour scaled per metric over its rows.
+
+With several explainers, :func:`plot_classification` draws one row of panels per explainer.
 
 The rules ``plot_learning_curves``, ``plot_classification`` and ``plot_quality_heatmap`` run
 :func:`run_learning_curves`, :func:`run_classification` and :func:`run_quality_heatmap`.
@@ -86,14 +90,38 @@ def plot_learning_curves(table: pd.DataFrame, dataset: str, png: str | Path, svg
     _save(fig, png, svg)
 
 
+def explainer_of(condition: str) -> str | None:
+    """The explainer of an LLM condition (``llm-<explainer>-<k>shot[-masked]``); None for none/human."""
+    from ..workflow import parse_condition
+
+    return None if condition in ("none", "human") else parse_condition(condition)[0]
+
+
 def plot_classification(table: pd.DataFrame, dataset: str, png: str | Path, svg: str | Path,
                         source: str = "classification table") -> None:
+    """One row of panels per explainer (none, human and that explainer's conditions), as the
+    paper's figure; a single row when the table has one explainer or none."""
     rows = _rows_for(table, "dataset", dataset, "classification by condition", source)
     s = rows.drop_duplicates(["method", "classifier", "condition"])
+    explainers = sorted({e for e in map(explainer_of, s["condition"].unique()) if e})
+    groups = ([s[s["condition"].map(lambda c, e=e: explainer_of(c) in (None, e))] for e in explainers]
+              if len(explainers) > 1 else [s])
+    width = max(7.5, 1.6 * max(g["condition"].nunique() for g in groups) * 2)
+    fig, axes = plt.subplots(len(groups), 2, figsize=(width, 4.2 * len(groups)), squeeze=False)
+    for i, group in enumerate(groups):
+        title = f"{explainers[i]}: " if len(groups) > 1 else ""
+        _classification_row(group, axes[i], title)
+    fig.suptitle(f"{dataset}: does an explanation help the classifier?")
+    fig.tight_layout()
+    _save(fig, png, svg)
+
+
+def _classification_row(s: pd.DataFrame, axes, title: str) -> None:
+    """macro-F1 by condition (mean ± sd) and the pooled paired difference from none, side by side."""
+    ax_acc, ax_diff = axes
     conditions = sorted(s["condition"].unique(), key=condition_rank)
     series = list(s.groupby(["method", "classifier"], sort=True))
     width = 0.8 / max(len(series), 1)
-    fig, (ax_acc, ax_diff) = plt.subplots(1, 2, figsize=(max(7.5, 1.6 * len(conditions) * 2), 4.2))
     x0 = np.arange(len(conditions))
     for i, ((method, classifier), g) in enumerate(series):
         g = g.set_index("condition")
@@ -117,14 +145,11 @@ def plot_classification(table: pd.DataFrame, dataset: str, png: str | Path, svg:
         ax.grid(axis="y", alpha=0.3)
     ax_acc.set_ylim(0, 1.02)
     ax_acc.set_ylabel("test macro-F1 (mean ± sd over folds and seeds)")
-    ax_acc.set_title("macro-F1 by explanation condition")
+    ax_acc.set_title(f"{title}macro-F1 by explanation condition")
     ax_diff.axhline(0, color="0.3", linewidth=1)
     ax_diff.set_ylabel("macro-F1 minus 'none', pooled over folds (paired 95% CI)")
-    ax_diff.set_title("effect of the explanation")
+    ax_diff.set_title(f"{title}effect of the explanation")
     ax_acc.legend(fontsize=8, loc="lower left")
-    fig.suptitle(f"{dataset}: does an explanation help the classifier?")
-    fig.tight_layout()
-    _save(fig, png, svg)
 
 
 def plot_quality_heatmap(table: pd.DataFrame, explainer: str, png: str | Path, svg: str | Path,
@@ -164,6 +189,42 @@ def plot_quality_heatmap(table: pd.DataFrame, explainer: str, png: str | Path, s
     _save(fig, png, svg)
 
 
+def plot_quality_overview(table: pd.DataFrame, dataset: str, png: str | Path, svg: str | Path,
+                          source: str = "explanation quality table") -> None:
+    """Every explainer x shots of one dataset in one heat map (rows), the quality metrics as
+    columns (mean over folds), colour scaled per metric over the rows: the paper's quality figure."""
+    rows = _rows_for(table, "dataset", dataset, "the quality overview", source)
+    metrics = [m for m in quality_metrics_in(rows) if rows[m].notna().any()]
+    if not metrics:
+        raise DataError(f"{source}: no metric columns with values for {dataset!r}; cannot draw a heat map")
+    rows = rows.drop_duplicates(["explainer", "shots", "seed"]).sort_values(["explainer", "shots", "seed"])
+    columns = [f"{m}_fold_mean" if f"{m}_fold_mean" in rows else m for m in metrics]
+    values = rows[columns].to_numpy(float)
+    lo, hi = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
+    span = np.where(hi > lo, hi - lo, np.nan)
+    scaled = np.where(np.isnan(span), 0.5, (values - lo) / np.where(np.isnan(span), 1, span))
+    scaled = np.ma.masked_invalid(np.where(np.isnan(values), np.nan, scaled))
+    seeds = rows["seed"].nunique() > 1
+    labels = [f"{r.explainer} · {'zero-shot' if int(r.shots) == 0 else f'{int(r.shots)}-shot'}"
+              + (f" · seed {int(r.seed)}" if seeds else "") for r in rows.itertuples()]
+    fig, ax = plt.subplots(figsize=(1.0 * len(metrics) + 3.2, max(2.8, 0.5 * len(labels) + 1.8)))
+    im = ax.imshow(scaled, cmap=plt.get_cmap("viridis").with_extremes(bad="0.85"), vmin=0, vmax=1, aspect="auto")
+    for i in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            v = values[i, j]
+            ax.text(j, i, "n/a" if np.isnan(v) else f"{v:.3g}", ha="center", va="center", fontsize=8,
+                    color="black" if np.isnan(v) or scaled[i, j] > 0.6 else "white")
+    ax.set_xticks(range(len(metrics)))
+    ax.set_xticklabels([METRIC_LABELS.get(m, m) for m in metrics], rotation=35, ha="right")
+    ax.set_yticks(range(len(labels)))
+    ax.set_yticklabels(labels)
+    n_folds = int(rows["n_folds"].max()) if "n_folds" in rows else 1
+    ax.set_title(f"{dataset}: explanation quality against the human explanations (mean over {n_folds} fold(s))")
+    bar = fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02)
+    bar.set_label("scaled per metric over these rows\n(0 = lowest, 1 = highest)", fontsize=8)
+    fig.tight_layout()
+    _save(fig, png, svg)
+
 
 # ----------------------------------------------------------------------------- the plot rules
 
@@ -187,3 +248,8 @@ def run_classification(job) -> None:
 def run_quality_heatmap(job) -> None:
     """Rule ``plot_quality_heatmap``: explanation-quality table -> one explainer's heat map."""
     _run(job, plot_quality_heatmap, "model", "quality heat map")
+
+
+def run_quality_overview(job) -> None:
+    """Rule ``plot_quality_overview``: explanation-quality table -> one dataset's explainers x shots."""
+    _run(job, plot_quality_overview, "dataset", "quality overview")
