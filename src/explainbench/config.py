@@ -210,6 +210,10 @@ def _check_references(config: dict) -> None:
             problems.append(f"config key models.{name}.api_base: required when backend is openai")
         if model["kind"] == "encoder" and model["backend"] != "transformers":
             problems.append(f"config key models.{name}.backend: an encoder runs with transformers, not {model['backend']!r}")
+        if model["backend"] == "llamacpp":
+            from .gguf_spec import quant_type_problem
+
+            problems += [p for p in [quant_type_problem(name, model.get("quantization"))] if p]
     for name, ds in datasets.items():
         for label in sorted(set(ds.get("label_words", {})) - set(ds["labels"])):
             problems.append(f"config key datasets.{name}.label_words.{label}: not one of the labels {ds['labels']}")
@@ -320,8 +324,12 @@ def check_local_paths(config: dict) -> None:
     another machine's folders still validates): every model path is a folder here or a hub id
     (:func:`model_path_problem`)."""
     models = config["models"]
-    problems = [problem for name, model in models.items() if model["backend"] != "openai"
+    from .gguf_spec import gguf_path_problem
+
+    problems = [problem for name, model in models.items() if model["backend"] not in ("openai", "llamacpp")
                 for problem in [model_path_problem(name, model["path"], models)] if problem]
+    problems += [problem for name, model in models.items() if model["backend"] == "llamacpp"
+                 for problem in [gguf_path_problem(name, model["path"])] if problem]
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
 
