@@ -3,6 +3,7 @@
 import re
 
 from explainbench.config import result_keys
+from explainbench.gguf_spec import QUANT_TYPES, QUANTIZED_GGUF, QUANTIZED_INFO
 from explainbench.prompts import dataset_template_path
 from explainbench.provenance import config_hash
 from explainbench.splits import check_changed_data
@@ -22,6 +23,7 @@ CONFIG_HASH = config_hash(config)  # names the config of every report table row
 NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 DATASETS = config["datasets"]
 MODELS = config["models"]
+QUANTIZATION = "|".join(QUANT_TYPES)  # llama.cpp's types (rule quantize)
 DEMO_DATA_FILES = {f"resources/demo/{name}.jsonl" for name in demo_data_names()}
 
 
@@ -56,6 +58,8 @@ PATHS = {
     "plr_curve": "results/plr/{dataset}/{model}/curve.csv",
     "plr_phrases": "results/plr/{dataset}/{model}/phrases.csv",
     "plr_stability": "results/plr/{dataset}/{model}/stability.csv",
+    "quantized_gguf": QUANTIZED_GGUF,  # results/models/{model}/{quantization}.gguf (backend llamacpp)
+    "quantized_info": QUANTIZED_INFO,
     "table": "results/tables/{table}.{ext}",
     "plot": "results/plots/{plot}.{ext}",
 }
@@ -90,11 +94,20 @@ def settings(rule):
 
 # ----------------------------------------------------------------------------- lookups
 def model_files(name):
-    """A model's local folder is an input (so the demo models get built); hub ids are not."""
+    """A model's local folder is an input (so the demo models get built); hub ids are not. A
+    llamacpp model with a quantization: its quantised GGUF (so rule quantize makes it first)."""
     model_path = MODELS[name]["path"]
+    if MODELS[name]["backend"] == "llamacpp" and MODELS[name]["quantization"]:
+        return [path("quantized_gguf", model=name, quantization=MODELS[name]["quantization"].lower())]
     if model_path.startswith("resources/models/") or os.path.exists(model_path):
         return [model_path]
     return []
+
+
+def gguf_source_files(name):
+    """Rule quantize's input: the model's own GGUF file when it is local (a hub file is downloaded)."""
+    model_path = MODELS[name]["path"]
+    return [model_path] if os.path.isfile(model_path) else []
 
 
 def quality_model(role):
