@@ -2,4 +2,4 @@
 from explainbench.workflow import run_script
 
 if __name__ == "__main__":  # engines may start in a spawned process
-    run_script("quantize", snakemake)  # noqa: F821 - injected by Snakemake
+    run_script("engines.gguf", snakemake)  # noqa: F821 - injected by Snakemake

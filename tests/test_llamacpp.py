@@ -63,7 +63,7 @@ def test_the_backend_names_a_bad_file_or_type_before_loading():
 def _quantized(quant: str) -> tuple[Path, dict]:
     """SmolLM2 at ``quant``, made by rule quantize's stage into a session folder (cached)."""
     pytest.importorskip("llama_cpp")
-    from explainbench import quantize
+    from explainbench.engines import gguf as quantize
 
     folder = _workdir() / "results" / "models" / "smol"
     config = _config(quantization=quant)

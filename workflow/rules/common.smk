@@ -3,7 +3,8 @@
 import re
 
 from explainbench.config import result_keys
-from explainbench.gguf_spec import QUANT_TYPES, QUANTIZED_GGUF, QUANTIZED_INFO
+from explainbench.config import QUANT_TYPES
+from explainbench.engines.gguf import QUANTIZED_GGUF, QUANTIZED_INFO
 from explainbench.prompts import dataset_template_path
 from explainbench.provenance import config_hash
 from explainbench.splits import check_changed_data

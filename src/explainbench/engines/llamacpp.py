@@ -3,7 +3,7 @@
 
 ``path`` is a GGUF file (local, or ``org/repo/file.gguf`` on the hub); with ``quantization``
 (``q8_0``, ``q4_0``, ...) the engine runs the file rule ``quantize`` made from it
-(:func:`explainbench.quantize.model_gguf`). Prompts are rendered and tokenised as for every
+(:func:`explainbench.engines.gguf.model_gguf`). Prompts are rendered and tokenised as for every
 engine, with the tokenizer transformers reads from the same GGUF file, and the token ids go to
 llama.cpp as they are: the prompt an engine sees is the same across engines.
 
@@ -38,7 +38,7 @@ class LlamaCppBackend(Backend):
 
     def __init__(self, spec: dict, name: str = "model"):
         super().__init__(spec, name)
-        from ..gguf_spec import gguf_path_problem, quant_type_problem
+        from ..config import gguf_path_problem, quant_type_problem
 
         if spec.get("kind", "causal") != "causal":
             raise BackendError(f"model {name!r}: backend llamacpp runs causal LMs (models.{name}.kind)")
@@ -53,7 +53,7 @@ class LlamaCppBackend(Backend):
     def gguf(self):
         """The GGUF file llama.cpp runs (the quantised one when ``quantization`` is set)."""
         if self._gguf is None:
-            from ..quantize import GGUFError, model_gguf
+            from .gguf import GGUFError, model_gguf
 
             try:
                 self._gguf = model_gguf(self.spec, self.name)
@@ -68,7 +68,7 @@ class LlamaCppBackend(Backend):
         if self._tokenizer is None:
             from transformers import AutoTokenizer
 
-            from ..quantize import GGUFError, source_gguf
+            from .gguf import GGUFError, source_gguf
 
             try:
                 src = source_gguf(self.spec, self.name)

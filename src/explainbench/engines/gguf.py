@@ -23,10 +23,20 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from .gguf_spec import QUANT_TYPES, QUANTIZED_GGUF, GGUFError, gguf_path_problem, hub_parts, quant_type_problem
-from .io import atomic_path, write_json
+from ..config import QUANT_TYPES, gguf_path_problem, hub_parts, quant_type_problem
+from ..errors import ExplainBenchError
+from ..io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
+
+# The quantized file of a model and its record: PATHS in workflow/rules/common.smk uses these.
+QUANTIZED_GGUF = "results/models/{model}/{quantization}.gguf"
+QUANTIZED_INFO = "results/models/{model}/{quantization}.json"
+
+
+class GGUFError(ExplainBenchError):
+    """A GGUF file that is not there, not a GGUF, or a quantisation llama.cpp does not know."""
+
 
 __all__ = ["QUANT_TYPES", "QUANTIZED_GGUF", "GGUFError", "model_gguf", "quantize_gguf", "quantized_gguf", "run",
            "source_gguf", "tensor_types"]
