@@ -14,6 +14,7 @@ from explainbench.workflow import (
     demonstration_count,
     fold_list,
     parse_condition,
+    quantized_models,
     rule_params,
     shots_for,
     stage_conditions,
@@ -61,6 +62,7 @@ PATHS = {
     "plr_stability": "results/plr/{dataset}/{model}/stability.csv",
     "quantized_gguf": QUANTIZED_GGUF,  # results/models/{model}/{quantization}.gguf (backend llamacpp)
     "quantized_info": QUANTIZED_INFO,
+    "generation_speed": "results/speed/{dataset}/speed.csv",
     "table": "results/tables/{table}.{ext}",
     "plot": "results/plots/{plot}.{ext}",
 }
@@ -231,5 +233,21 @@ def plot_targets():
     return expand(PATHS["plot"], plot=names, ext=["png", "svg"])
 
 
+def quantized_plr_models():
+    """The PLR models that are llama.cpp files at a quantisation (the quantisation table's rows)."""
+    return quantized_models(config)
+
+
+def quantized_info_targets(wc=None):
+    return [path("quantized_info", model=m, quantization=MODELS[m]["quantization"].lower())
+            for m in quantized_plr_models()]
+
+
+def quantization_targets():
+    """The quantisation table, when plr.models holds a quantised llamacpp model (else nothing)."""
+    return [table("quantization", "csv")] if quantized_plr_models() and config["plr"]["datasets"] else []
+
+
 def all_targets():
-    return [table(t, "csv") for t in ("explanation_quality", "classification", "plr_learning_curves")] + plot_targets()
+    return ([table(t, "csv") for t in ("explanation_quality", "classification", "plr_learning_curves")] + plot_targets()
+            + quantization_targets())
