@@ -196,3 +196,69 @@ def test_last_token_embeddings_match_transformers():
     np.testing.assert_allclose(one_by_one, _backend("f32").embed(texts[:5], pooling="last"), rtol=1e-3, atol=1e-3)
     with pytest.raises(BackendError, match="final layer only"):
         _backend("f32").embed(texts[:1], layer=-2)
+
+
+# ----------------------------------------------------------------------------- the quantisation table
+@pytest.mark.slow
+def test_quantization_table_from_a_real_run(tmp_path):
+    """Snakemake end to end on real SST-2 sentences: SmolLM2 at q8_0 and q4_0 through llama.cpp ->
+    rule quantize, embed, plr_curve, zeroshot, generation_speed, quantization_table."""
+    pytest.importorskip("llama_cpp")
+    from support.ops import copy_workflow, run_snakemake
+
+    from plr_support import sst2_dir
+
+    work = copy_workflow(tmp_path / "wf")
+    source = _source_gguf()
+    (work / "config" / "q.yaml").write_text(f"""
+datasets:
+  sst2:
+    format: tsv
+    path: {sst2_dir() / 'dev.tsv'}
+    task: classification
+    labels: [negative, positive]
+    columns: {{text: content, label: label}}
+    sample_per_class: 30
+    split: {{dev: 0.0, test: 0.5, seed: 0}}
+models:
+  smol-q8: {{path: '{source}', backend: llamacpp, quantization: q8_0, max_model_len: 1024}}
+  smol-q4: {{path: '{source}', backend: llamacpp, quantization: q4_0, max_model_len: 1024}}
+plr:
+  datasets: [sst2]
+  models: [smol-q8, smol-q4]
+  n_per_class: [2, 8]
+  draws: 2
+  speed_prompts: 3
+  speed_max_new_tokens: 24
+""")
+    target = "results/tables/quantization.csv"
+    proc = run_snakemake(work, [target, "--cores", "1", "--configfile", "config/q.yaml"], timeout=900)
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    import pandas as pd
+
+    table = pd.read_csv(work / target)
+    print(table.drop(columns=["config_hash", "model_path", "source"]).to_string())
+    assert list(table["model"]) == ["smol-q8", "smol-q4"]
+    assert list(table["dominant_type"]) == ["Q8_0", "Q4_0"]
+    assert table["size_mb"].iloc[0] > table["size_mb"].iloc[1]
+    for column in ("plr_accuracy_n2", "plr_accuracy_n8", "zeroshot_accuracy", "tokens_per_s"):
+        assert table[column].notna().all() and (table[column] > 0).all(), column
+    speed = pd.read_csv(work / "results/speed/sst2/speed.csv")
+    assert list(speed["model"]) == ["smol-q8", "smol-q4"] and (speed["completion_tokens"] > 0).all()
+    assert "Quantisation" in (work / "results/tables/quantization.md").read_text()
+
+
+def test_the_table_says_when_a_file_is_mostly_another_type():
+    import pandas as pd
+
+    from explainbench.report.quantization import findings
+
+    table = pd.DataFrame([
+        {"dataset": "sst2", "model": "smol-q4", "quantization": "q4_0", "dominant_type": "Q4_0", "dominant_share": 0.97,
+         "size_mb": 90.0, "tokens_per_s": 110.0, "plr_accuracy_n8": 0.61},
+        {"dataset": "sst2", "model": "smol-q2", "quantization": "q2_k", "dominant_type": "Q4_0", "dominant_share": 0.8,
+         "size_mb": 88.0, "tokens_per_s": 100.0, "plr_accuracy_n8": 0.58}])
+    said = findings(table)
+    assert any("fastest is smol-q4" in f for f in said), said
+    assert any("smol-q2: asked for q2_k, but most of its weights are Q4_0" in f for f in said), said
+    assert not any(f.startswith("smol-q4: asked") for f in said)

@@ -95,7 +95,7 @@ class LlamaCppBackend(Backend):
             kwargs: dict[str, Any] = dict(n_ctx=limit, n_batch=limit, n_ubatch=min(limit, 512), n_threads=threads,
                                           n_threads_batch=threads, n_gpu_layers=-1, seed=0, verbose=False)
             if runner == "embed":
-                kwargs.update(embedding=True, pooling_type=getattr(llama_cpp, _POOLING[pooling]))
+                kwargs.update(embedding=True, pooling_type=getattr(llama_cpp, _POOLING[pooling]), n_ubatch=limit)
             note_engine_start(self.name, "llamacpp")
             t0 = time.time()
             try:
