@@ -125,10 +125,23 @@ def test_rule_quantize_makes_the_file_the_stages_read(tmp_path):
 
 
 # ----------------------------------------------------------------------------- the engine
+@pytest.fixture(scope="module", autouse=True)
+def _close_engines():
+    """Close the cached llama.cpp engines while the interpreter is whole (not in Llama.__del__ at exit)."""
+    yield
+    while _OPEN:
+        _OPEN.pop().close()
+    _backend.cache_clear()
+
+
+_OPEN: list = []
+
+
 @functools.lru_cache(maxsize=None)
 def _backend(quant: str):
     path, _ = _quantized(quant)
-    return load_backend(causal_spec(path, "llamacpp", max_model_len=1024), f"smol-{quant}")
+    _OPEN.append(load_backend(causal_spec(path, "llamacpp", max_model_len=1024), f"smol-{quant}"))
+    return _OPEN[-1]
 
 
 @functools.lru_cache(maxsize=None)
@@ -143,18 +156,18 @@ def _prompts(n: int) -> list:
 
 @pytest.mark.slow
 def test_generation_works_and_is_greedy_at_temperature_zero():
-    prompts = _prompts(3)
+    prompts = _prompts(2)
     speeds = {}
     for quant in ("f32", "q8_0", "q4_0"):
         backend = _backend(quant)
         backend.start()
         t0 = time.perf_counter()
-        outs = backend.generate(prompts, max_new_tokens=32)
+        outs = backend.generate(prompts, max_new_tokens=24)
         seconds = time.perf_counter() - t0
         speeds[quant] = sum(o.completion_tokens for o in outs) / seconds
-        assert all(o.text and 0 < o.completion_tokens <= 32 for o in outs), outs
+        assert all(o.text and 0 < o.completion_tokens <= 24 for o in outs), outs
         assert [o.prompt_tokens for o in outs] == [len(backend.encode(p)) for p in prompts]
-        assert backend.generate(prompts[:1], max_new_tokens=32)[0].text == outs[0].text  # greedy: the same again
+        assert backend.generate(prompts[:1], max_new_tokens=24)[0].text == outs[0].text  # greedy: the same again
     print("generation tokens/s:", {k: round(v, 1) for k, v in speeds.items()})
     hf = _transformers().generate(prompts[:1], max_new_tokens=8)[0].text
     ours = _backend("f32").generate(prompts[:1], max_new_tokens=8)[0].text
@@ -170,7 +183,7 @@ def test_label_logprobs_agree_with_transformers_on_the_same_weights():
     diff = np.abs(ours - theirs)
     print(f"label log-prob |llama.cpp f32 - transformers|: max {diff.max():.2e}, mean {diff.mean():.2e}")
     assert ours.shape == (12, 3) and np.all(ours < 0)
-    assert diff.max() < 2e-2
+    assert diff.max() < 1e-3  # dtype float32: an f32 KV cache (llama.cpp's f16 one gives up to 1e-2)
     assert (ours.argmax(1) == theirs.argmax(1)).all()
     q4 = _backend("q4_0").label_logprobs(prompts, options)  # requantised: close, not equal
     print(f"q4_0 vs f32: max {np.abs(q4 - ours).max():.3f}")

@@ -11,6 +11,9 @@ llama.cpp as they are: the prompt an engine sees is the same across engines.
 - ``label_logprobs``: exact, as the other engines: the sum of each option token's log-probability
   after the prompt and the option's earlier tokens (the chain rule, :func:`option_steps`); each
   question reuses the KV cache of the longest prefix it shares with the one before.
+- ``dtype: float32`` keeps llama.cpp's KV cache in f32 (llama.cpp's own is f16, which moves
+  SmolLM2's label log-probabilities by up to 1e-2 from transformers' f32 on the same weights;
+  with an f32 cache they agree to 1e-4); other values leave llama.cpp's f16 cache.
 - ``embed``: the final (normed) hidden state of the last prompt token, llama.cpp's LAST pooling
   (``mean``: its MEAN pooling), from a second llama.cpp context made for embeddings.
 
@@ -94,6 +97,8 @@ class LlamaCppBackend(Backend):
             threads = len(os.sched_getaffinity(0))
             kwargs: dict[str, Any] = dict(n_ctx=limit, n_batch=limit, n_ubatch=min(limit, 512), n_threads=threads,
                                           n_threads_batch=threads, n_gpu_layers=-1, seed=0, verbose=False)
+            if self.spec["dtype"] == "float32":  # llama.cpp keeps its KV cache in f16 unless told
+                kwargs.update(type_k=llama_cpp.GGML_TYPE_F32, type_v=llama_cpp.GGML_TYPE_F32)
             if runner == "embed":
                 kwargs.update(embedding=True, pooling_type=getattr(llama_cpp, _POOLING[pooling]), n_ubatch=limit)
             note_engine_start(self.name, "llamacpp")
