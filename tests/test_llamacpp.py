@@ -76,9 +76,13 @@ def _quantized(quant: str) -> tuple[Path, dict]:
 
 @functools.lru_cache(maxsize=None)
 def _workdir() -> Path:
+    import atexit
+    import shutil
     import tempfile
 
-    return Path(tempfile.mkdtemp(prefix="explainbench-llamacpp-"))
+    path = Path(tempfile.mkdtemp(prefix="explainbench-llamacpp-"))  # ~900 MB of GGUF files: removed at exit
+    atexit.register(shutil.rmtree, path, True)
+    return path
 
 
 @pytest.mark.slow
