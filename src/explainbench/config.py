@@ -292,6 +292,8 @@ def _check_references(config: dict) -> None:
             problems.append(f"config key models.{name}.api_base: required when backend is openai")
         if model["kind"] == "encoder" and model["backend"] != "transformers":
             problems.append(f"config key models.{name}.backend: an encoder runs with transformers, not {model['backend']!r}")
+        if model["backend"] == "llamacpp":
+            problems += [p for p in [quant_type_problem(name, model.get("quantization"))] if p]
     for name, ds in datasets.items():
         for label in sorted(set(ds.get("label_words", {})) - set(ds["labels"])):
             problems.append(f"config key datasets.{name}.label_words.{label}: not one of the labels {ds['labels']}")
@@ -410,8 +412,10 @@ def check_local_paths(config: dict) -> None:
     another machine's folders still validates): every model path is a folder here or a hub id
     (:func:`model_path_problem`)."""
     models = config["models"]
-    problems = [problem for name, model in models.items() if model["backend"] not in ("openai", "file")
+    problems = [problem for name, model in models.items() if model["backend"] not in ("openai", "file", "llamacpp")
                 for problem in [model_path_problem(name, model["path"], models)] if problem]
+    problems += [problem for name, model in models.items() if model["backend"] == "llamacpp"
+                 for problem in [gguf_path_problem(name, model["path"])] if problem]
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
 
@@ -520,6 +524,52 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(err, file=sys.stderr)
             failed += 1
     return 1 if failed else 0
+
+
+# ----------------------------------------------------------------------------- backend llamacpp
+# models.<name>.quantization -> llama.cpp's file type (llama_cpp.LLAMA_FTYPE_*). The i-quants
+# (iq2_xs, ...) need an importance matrix and are left out.
+QUANT_TYPES: dict[str, str] = {
+    "f32": "LLAMA_FTYPE_ALL_F32", "f16": "LLAMA_FTYPE_MOSTLY_F16", "bf16": "LLAMA_FTYPE_MOSTLY_BF16",
+    "q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "q6_k": "LLAMA_FTYPE_MOSTLY_Q6_K",
+    "q5_0": "LLAMA_FTYPE_MOSTLY_Q5_0", "q5_1": "LLAMA_FTYPE_MOSTLY_Q5_1",
+    "q5_k_s": "LLAMA_FTYPE_MOSTLY_Q5_K_S", "q5_k_m": "LLAMA_FTYPE_MOSTLY_Q5_K_M",
+    "q4_0": "LLAMA_FTYPE_MOSTLY_Q4_0", "q4_1": "LLAMA_FTYPE_MOSTLY_Q4_1",
+    "q4_k_s": "LLAMA_FTYPE_MOSTLY_Q4_K_S", "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M",
+    "q3_k_s": "LLAMA_FTYPE_MOSTLY_Q3_K_S", "q3_k_m": "LLAMA_FTYPE_MOSTLY_Q3_K_M",
+    "q3_k_l": "LLAMA_FTYPE_MOSTLY_Q3_K_L", "q2_k": "LLAMA_FTYPE_MOSTLY_Q2_K",
+}
+
+
+def quant_type_problem(name: str, quantization: str | None) -> str | None:
+    """Why ``models.<name>.quantization`` is no type llama.cpp can make (None when it is one)."""
+    if quantization is None or quantization.lower() in QUANT_TYPES:
+        return None
+    return (f"config key models.{name}.quantization: {quantization!r} is not a llama.cpp quantisation type "
+            f"(backend llamacpp); known: {sorted(QUANT_TYPES)}")
+
+
+def hub_parts(path: str) -> tuple[str, str] | None:
+    """``org/repo/file.gguf`` -> (``org/repo``, ``file.gguf``) when ``path`` has the hub's shape
+    and is no local path; else None."""
+    parts = path.split("/")
+    if (len(parts) < 3 or path.startswith(("/", ".", "~", "resources/", "results/")) or "\\" in path
+            or Path(parts[0]).is_dir()):
+        return None
+    return "/".join(parts[:2]), "/".join(parts[2:])
+
+
+def gguf_path_problem(name: str, path: str) -> str | None:
+    """Why a llamacpp model's ``path`` is neither a local ``.gguf`` file nor ``org/repo/file.gguf``
+    on the hub (None when it may be one)."""
+    where = f"config key models.{name}.path"
+    if not path.endswith(".gguf"):
+        return f"{where}: backend llamacpp loads a GGUF file (a path ending in .gguf), not {path!r}"
+    p = Path(path).expanduser()
+    if p.is_file() or hub_parts(path):
+        return None
+    relative = "" if p.is_absolute() else f" (relative to {os.getcwd()})"
+    return f"{where}: no GGUF file {path!r}{relative}, and it is not org/repo/file.gguf on the hub either"
 
 
 if __name__ == "__main__":

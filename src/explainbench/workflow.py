@@ -43,6 +43,8 @@ SETTINGS: dict[str, tuple[str, ...]] = {
                     "plr.pooling", "plr.layer", "plr.encoder_pooling", "plr.wrap_encoder_texts",
                     "plr.embed_chunk_size", "plr.explain_top_k", "plr.explain_ngram", "plr.explain_max_texts",
                     "plr.explain_n_per_class", "plr.explain_texts_per_call", "plr.explain_min_count"),
+    "generation_speed": ("prompts_dir", "plr.speed_prompts", "plr.speed_max_new_tokens"),
+    "quantization_table": ("models", "plr.seed"),
     "quality_table": ("models",),
     "classification_table": ("report.bootstrap",),
     "plr_table": ("models", "plr.seed", "report.top_phrases"),
@@ -169,6 +171,13 @@ def stage_conditions(config: dict, stage: str, dataset: str) -> list[str]:
     and ``mask_label_words``)."""
     section = config[stage]
     return condition_names(config, dataset, section["conditions"], section["mask_label_words"])
+
+
+def quantized_models(config: dict) -> list[str]:
+    """The PLR models that are llama.cpp files at a quantisation (``backend: llamacpp`` with
+    ``quantization``): the rows of the quantisation table, timed by rule ``generation_speed``."""
+    models = config["models"]
+    return [m for m in config["plr"]["models"] if models[m]["backend"] == "llamacpp" and models[m]["quantization"]]
 
 
 def demo_data_names() -> list[str]:

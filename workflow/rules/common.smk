@@ -2,8 +2,9 @@
 # to these; every result path is declared once, in PATHS, for outputs and targets alike.
 import re
 
-from explainbench.config import explanation_source, is_file_explainer, result_keys
+from explainbench.config import QUANT_TYPES, explanation_source, is_file_explainer, result_keys
 from explainbench.data import official_fold_files
+from explainbench.engines.gguf import QUANTIZED_GGUF, QUANTIZED_INFO
 from explainbench.prompts import dataset_template_path
 from explainbench.provenance import config_hash
 from explainbench.splits import check_changed_data
@@ -13,6 +14,7 @@ from explainbench.workflow import (
     demonstration_count,
     fold_list,
     parse_condition,
+    quantized_models,
     rule_params,
     shots_for,
     stage_conditions,
@@ -23,6 +25,7 @@ CONFIG_HASH = config_hash(config)  # names the config of every report table row
 NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 DATASETS = config["datasets"]
 MODELS = config["models"]
+QUANTIZATION = "|".join(QUANT_TYPES)  # llama.cpp's types (rule quantize)
 DEMO_DATA_FILES = {f"resources/demo/{name}.jsonl" for name in demo_data_names()}
 
 
@@ -57,6 +60,9 @@ PATHS = {
     "plr_curve": "results/plr/{dataset}/{model}/curve.csv",
     "plr_phrases": "results/plr/{dataset}/{model}/phrases.csv",
     "plr_stability": "results/plr/{dataset}/{model}/stability.csv",
+    "quantized_gguf": QUANTIZED_GGUF,  # results/models/{model}/{quantization}.gguf (backend llamacpp)
+    "quantized_info": QUANTIZED_INFO,
+    "generation_speed": "results/speed/{dataset}/speed.csv",
     "table": "results/tables/{table}.{ext}",
     "plot": "results/plots/{plot}.{ext}",
 }
@@ -92,10 +98,13 @@ def settings(rule):
 # ----------------------------------------------------------------------------- lookups
 def model_files(name):
     """A model's local folder is an input (so the demo models get built); hub ids are not. A file
-    explainer's input is its file (explainer_files)."""
+    explainer's input is its file (explainer_files). A llamacpp model with a quantization: its
+    quantised GGUF (so rule quantize makes it first)."""
     if is_file_explainer(MODELS[name]):
         return []
     model_path = MODELS[name]["path"]
+    if MODELS[name]["backend"] == "llamacpp" and MODELS[name]["quantization"]:
+        return [path("quantized_gguf", model=name, quantization=MODELS[name]["quantization"].lower())]
     if model_path.startswith("resources/models/") or os.path.exists(model_path):
         return [model_path]
     return []
@@ -113,6 +122,12 @@ def explainer_files(wc):
 def explain_template(wc):
     """The explain prompt, for engines (a file explainer writes no prompt)."""
     return [] if is_file_explainer(MODELS[wc.model]) else prompt_file(wc.dataset, "explain")
+
+
+def gguf_source_files(name):
+    """Rule quantize's input: the model's own GGUF file when it is local (a hub file is downloaded)."""
+    model_path = MODELS[name]["path"]
+    return [model_path] if os.path.isfile(model_path) else []
 
 
 def quality_model(role):
@@ -238,5 +253,21 @@ def plot_targets():
     return expand(PATHS["plot"], plot=names, ext=["png", "svg"])
 
 
+def quantized_plr_models():
+    """The PLR models that are llama.cpp files at a quantisation (the quantisation table's rows)."""
+    return quantized_models(config)
+
+
+def quantized_info_targets(wc=None):
+    return [path("quantized_info", model=m, quantization=MODELS[m]["quantization"].lower())
+            for m in quantized_plr_models()]
+
+
+def quantization_targets():
+    """The quantisation table, when plr.models holds a quantised llamacpp model (else nothing)."""
+    return [table("quantization", "csv")] if quantized_plr_models() and config["plr"]["datasets"] else []
+
+
 def all_targets():
-    return [table(t, "csv") for t in ("explanation_quality", "classification", "plr_learning_curves")] + plot_targets()
+    return ([table(t, "csv") for t in ("explanation_quality", "classification", "plr_learning_curves")] + plot_targets()
+            + quantization_targets())

@@ -17,6 +17,7 @@ BACKENDS: dict[str, str] = {
     "transformers": "explainbench.engines.transformers:TransformersBackend",
     "vllm": "explainbench.engines.vllm:VLLMBackend",
     "openai": "explainbench.engines.openai:OpenAIBackend",
+    "llamacpp": "explainbench.engines.llamacpp:LlamaCppBackend",
 }
 
 
