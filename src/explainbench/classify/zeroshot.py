@@ -163,7 +163,7 @@ def classify(backend, records: list[dict], template: dict, words: dict[str, str]
     labels = list(words)
     options = answer_options(template, words, backend.chat_only)
     prompts = build_prompts(backend, records, template, words, with_explanation)
-    backend.check_fits(prompts, max(len(backend.option_ids(o)) for o in options), [r["id"] for r in records],
+    backend.check_fits(prompts, backend.answer_reserve(options), [r["id"] for r in records],
                        template.get("__file__", "<template>"))  # before the engine starts
     log.info("first prompt: %r; answer options: %r", prompts[0] if prompts else None, options)
     t0 = time.time()

@@ -176,6 +176,12 @@ class Backend(ABC):
         token. False for the local engines, which score any continuation of any prompt."""
         return False
 
+    def answer_reserve(self, options: Sequence[str]) -> int:
+        """Tokens a prompt must leave room for to score ``options`` (for :meth:`check_fits`): the
+        longest option's; one for a chat-only model, which answers with one token and has no
+        tokenizer here."""
+        return 1 if self.chat_only else max(len(self.option_ids(o)) for o in options)
+
     def option_ids(self, option: str) -> list[int]:
         ids = self.tokenizer(option, add_special_tokens=False)["input_ids"]
         if not ids:

@@ -179,8 +179,15 @@ class CheckpointedBackend(Backend):
     def encode(self, prompt):
         return self.inner.encode(prompt)
 
+    @property
+    def chat_only(self) -> bool:
+        return self.inner.chat_only
+
     def option_ids(self, option):
         return self.inner.option_ids(option)
+
+    def answer_reserve(self, options):
+        return self.inner.answer_reserve(options)
 
     def check_fits(self, prompts, reserve, ids, where):
         self.inner.check_fits(prompts, reserve, ids, where)

@@ -106,7 +106,7 @@ def geval_scores(backend, template: dict, records: Sequence[dict], explanations:
     out: dict[str, np.ndarray] = {}
     asked = {name: [geval_prompt(template, name, rec, expl, labels) for rec, expl in zip(records, explanations)]
              for name in names}
-    reserve = max(len(backend.option_ids(r)) for r in ratings)
+    reserve = backend.answer_reserve(ratings)
     for name, prompts in asked.items():  # before the judge's engine starts: every prompt fits
         backend.check_fits(prompts, reserve, [r.get("id", i) for i, r in enumerate(records)],
                            f"{template['__file__']} (criterion {name})")
