@@ -41,7 +41,7 @@ def snakemake(repo: Path, *args: str):
 def test_conditions_and_seeds_are_cached_and_a_second_run_does_nothing(tmp_path, minilm_path, smollm2_path):
     pytest.importorskip("snakemake")
     repo = copy_workflow(tmp_path / "repo")
-    (repo / "resources").mkdir()
+    (repo / "resources").mkdir(exist_ok=True)
     (repo / "resources" / "models").symlink_to(minilm_path.parent, target_is_directory=True)
     (repo / "config" / "config.yaml").write_text(yaml.safe_dump(CONFIG))
 
