@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CORES  ?= all
 
-.PHONY: setup setup-gpu run dry-run test test-fast report clean
+.PHONY: setup setup-gpu run dry-run test test-fast acceptance report clean
 
 setup: $(VENV)/.installed
 
@@ -41,10 +41,13 @@ report: run
 	$(BIN)/snakemake --cores 1 --report results/report.html
 
 test: setup
-	$(BIN)/python -m pytest -v --durations=15 tests
+	$(BIN)/python -m pytest -v --durations=15 -m "not acceptance" tests
+
+acceptance: setup
+	$(BIN)/python -m pytest -v -s --durations=15 -m acceptance tests
 
 test-fast: setup
-	$(BIN)/python -m pytest -v --durations=15 -m "not slow" tests
+	$(BIN)/python -m pytest -v --durations=15 -m "not slow and not acceptance" tests
 
 clean:
 	rm -rf results logs .snakemake

@@ -23,7 +23,7 @@ from conftest import ESNLI_LABELS, HEALTHFC_LABELS, TRIGGERS, shared_file
 from explainbench.report.render import read_table
 from support.ops import copy_workflow, run_snakemake
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.acceptance]
 
 ESNLI_WORDS = {"entailment": ["entail"], "neutral": ["neutral"], "contradiction": ["contradict"]}
 

@@ -178,6 +178,7 @@ def _snakemake(root: Path, configfile: str, *targets: str, timeout: float = 3600
 
 
 @pytest.mark.slow
+@pytest.mark.acceptance
 def test_esnli_part_on_the_official_folds(tmp_path, dhaini_dir, smollm2_path, minilm_path):
     """config/dhaini.yaml's e-SNLI part with MiniLM as the encoder, 5 official folds, 1 seed.
 

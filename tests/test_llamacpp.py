@@ -217,6 +217,7 @@ def test_last_token_embeddings_match_transformers():
 
 # ----------------------------------------------------------------------------- the quantisation table
 @pytest.mark.slow
+@pytest.mark.acceptance
 def test_quantization_table_from_a_real_run(tmp_path):
     """Snakemake end to end on real SST-2 sentences: SmolLM2 at q8_0 and q4_0 through llama.cpp ->
     rule quantize, embed, plr_curve, zeroshot, generation_speed, quantization_table."""
