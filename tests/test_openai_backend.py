@@ -238,10 +238,15 @@ def test_generates_explanations_like_the_offline_engine(server, prompts, hf, smo
         assert gen.prompt_tokens == len(hf.encode(prompt)) == ref.prompt_tokens
         assert gen.text == ref.text
         assert 0 < gen.completion_tokens <= 32
-    # a plain string goes to the completions endpoint, untemplated
-    plain = backend.generate(["The capital of France is"], max_new_tokens=8)[0]
-    assert plain.text and plain.prompt_tokens == len(hf.tokenizer("The capital of France is")["input_ids"])
+    # a served name with no tokenizer here is chat-only (as GPT-4o mini): a plain string is one user message
+    chat = backend.generate(["The capital of France is"], max_new_tokens=8)[0]
+    assert chat.text and chat.prompt_tokens == len(hf.encode([{"role": "user", "content": "The capital of France is"}]))
     backend.close()
+    # with the served folder as path (its tokenizer here), a plain string goes to the completions endpoint, untemplated
+    local = _backend(server["base"], str(smollm2))
+    plain = local.generate(["The capital of France is"], max_new_tokens=8)[0]
+    assert plain.text and plain.prompt_tokens == len(hf.tokenizer("The capital of France is")["input_ids"])
+    local.close()
 
 
 def test_label_logprobs_exact_through_echo(server, prompts, hf, smollm2):
