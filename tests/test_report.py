@@ -519,7 +519,8 @@ def write_stage_outputs(root: Path, cfg: dict) -> None:
             write_curve(root, d, m, cfg["plr"]["n_per_class"], cfg["plr"]["draws"], rng)
             write_phrases(root, d, m)
         for llm in runs["plr_llms"][d]:
-            write_zeroshot_none(root, d, llm, 0.62)
+            if (d, "zeroshot", llm, "none", 0, None) not in runs["classification"]:  # else written above (one run)
+                write_zeroshot_none(root, d, llm, 0.62)
 
 
 def check_report_outputs(root: Path, cfg: dict) -> None:
