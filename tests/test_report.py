@@ -618,4 +618,4 @@ def test_default_pipeline_end_to_end(default_run):
     cls = read_table(default_run.root / "results/tables/classification.csv")
     human = cls[(cls["method"] == "finetune") & (cls["condition"] == "human")]
     assert len(human) == 1, cls
-    assert human["diff_ci_low"].iloc[0] > 0, human.to_dict("records")
+    assert human["diff_macro_f1_ci_low"].iloc[0] > 0, human.to_dict("records")
