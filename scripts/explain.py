@@ -1,4 +1,4 @@
-"""Snakemake entry point of rule explain: one LLM explains every split of a dataset (one engine start)."""
+"""Snakemake entry point of rule explain: one LLM explains every example of a dataset (one engine start)."""
 from explainbench.workflow import run_script
 
 if __name__ == "__main__":  # engines may start in a spawned process
