@@ -135,12 +135,9 @@ def default_run(tmp_path_factory, smollm2_path, minilm_path) -> PipelineRun:
     as in CI, where .ci/run starts one; locally (`--cores 2`) otherwise. The report tests and
     the SLURM test both check this one run.
     """
-    from support.ops import copy_workflow, planned_jobs, scheduler_problem
+    from support.ops import copy_workflow, link_models, planned_jobs, scheduler_problem
 
-    root = copy_workflow(tmp_path_factory.mktemp("default-run") / "repo")
-    (root / "resources" / "models").mkdir(parents=True)
-    for model in (smollm2_path, minilm_path):  # linked, so no job can rewrite the shared folder
-        (root / "resources" / "models" / model.name).symlink_to(model, target_is_directory=True)
+    root = link_models(copy_workflow(tmp_path_factory.mktemp("default-run") / "repo"), smollm2_path, minilm_path)
     config = yaml.safe_load((root / "config" / "config.yaml").read_text())
     executor, partition = ("local", None) if scheduler_problem() else ("slurm", None)
     if executor == "slurm":

@@ -21,7 +21,7 @@ import yaml
 
 from conftest import ESNLI_LABELS, HEALTHFC_LABELS, TRIGGERS, shared_file
 from explainbench.report.render import read_table
-from support.ops import copy_workflow, run_snakemake
+from support.ops import copy_workflow, link_models, run_snakemake
 
 pytestmark = [pytest.mark.slow, pytest.mark.acceptance]
 
@@ -77,10 +77,7 @@ def test_study_one_in_small_on_real_data(tmp_path, smollm2_path, minilm_path):
     work = Path(os.environ.get("EXPLAINBENCH_ACCEPTANCE_DIR") or tmp_path)
     root = work / "repo"
     if not (root / "Snakefile").exists():
-        copy_workflow(root)
-        (root / "resources" / "models").mkdir(parents=True)
-        for model in (smollm2_path, minilm_path):
-            (root / "resources" / "models" / model.name).symlink_to(model, target_is_directory=True)
+        link_models(copy_workflow(root), smollm2_path, minilm_path)
     hfc = work / "healthfc" / "subset.csv"
     hfc.parent.mkdir(exist_ok=True)
     if not hfc.exists():

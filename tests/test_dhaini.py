@@ -149,14 +149,11 @@ def test_file_explainers_only_explain(dhaini):
 # ----------------------------------------------------------------------------- real Snakemake runs
 
 def _workflow(work: Path, smollm2_path, minilm_path) -> Path:
-    from support.ops import copy_workflow
+    from support.ops import copy_workflow, link_models
 
     root = work / "repo"
     if not (root / "Snakefile").exists():
-        copy_workflow(root)
-        (root / "resources" / "models").mkdir(parents=True)
-        for model in (smollm2_path, minilm_path):
-            (root / "resources" / "models" / model.name).symlink_to(model, target_is_directory=True)
+        link_models(copy_workflow(root), smollm2_path, minilm_path)
     return root
 
 

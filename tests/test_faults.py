@@ -17,7 +17,7 @@ import yaml
 
 from conftest import TRIGGERS
 from explainbench.io import read_jsonl
-from support.ops import copy_workflow, planned_jobs, run_snakemake, snakemake_command
+from support.ops import copy_workflow, link_models, planned_jobs, run_snakemake, snakemake_command
 
 pytestmark = pytest.mark.slow
 
@@ -122,8 +122,7 @@ def own_run(tmp_path_factory, smollm2_path):
     """A copy of the workflow with the real SmolLM2 (linked) explaining a dataset of the user's
     own: 30 pairs, 6 test, 6 dev, 18 train, in chunks of 2 (transformers, 8 new tokens)."""
     root = copy_workflow(tmp_path_factory.mktemp("own-run") / "repo")
-    (root / "resources" / "models").mkdir(parents=True)
-    (root / "resources" / "models" / smollm2_path.name).symlink_to(smollm2_path, target_is_directory=True)
+    link_models(root, smollm2_path)
     (root / "mine.jsonl").write_text(_own_data())
     config = yaml.safe_load((root / "config" / "config.yaml").read_text())
     config["datasets"] = {"mine": {"format": "jsonl", "path": "mine.jsonl", "labels": LABELS,

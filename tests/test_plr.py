@@ -309,12 +309,11 @@ def test_snakemake_runs_embed_curve_and_explain_on_the_demo(tmp_path):
 
     import yaml
 
-    from support.ops import copy_workflow
+    from support.ops import copy_workflow, link_models
     from plr_support import ROOT, demo_model
 
     work = copy_workflow(tmp_path / "repo", ROOT, demo=True)
-    (work / "resources" / "models").mkdir(parents=True)
-    (work / "resources" / "models" / "all-MiniLM-L6-v2").symlink_to(demo_model("all-MiniLM-L6-v2"))
+    link_models(work, demo_model("all-MiniLM-L6-v2"))
     config = yaml.safe_load((work / "config" / "config.yaml").read_text())
     config["plr"].update(datasets=["demo_sentiment"], models=["minilm"], n_per_class=[2, 8, 32], draws=2,
                          explain_max_texts=4, explain_top_k=5, explain_ngram=2)

@@ -329,6 +329,16 @@ def copy_workflow(dest: str | Path, repo: str | Path = REPO, parts: Sequence[str
     return dest
 
 
+def link_models(root: str | Path, *models: str | Path) -> Path:
+    """Link model folders into ``root/resources/models`` (by their names), so a copied workflow
+    uses the built models and no job can rewrite the shared folders."""
+    folder = Path(root) / "resources" / "models"
+    folder.mkdir(parents=True, exist_ok=True)
+    for model in map(Path, models):
+        (folder / model.name).symlink_to(model, target_is_directory=True)
+    return Path(root)
+
+
 def snakemake_command(python: str | None = None) -> list[str]:
     return [python or sys.executable, "-m", "snakemake"]
 
