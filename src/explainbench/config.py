@@ -281,6 +281,10 @@ def _check_references(config: dict) -> None:
     need("plr", "datasets", datasets, "dataset")
     need("plr", "models", models, "model")
     need("plr", "zeroshot_models", models, "model", "causal")
+    plr = config.get("plr", {})
+    for name in plr.get("explain_models") or []:
+        if name not in (plr.get("models") or []):
+            problems.append(f"config key plr.explain_models: {name!r} is not one of plr.models {plr.get('models') or []}")
     quality = config.get("quality", {})
     for key, value in (("judge", quality.get("judge")),
                        ("bertscore.model", quality.get("bertscore", {}).get("model")),
