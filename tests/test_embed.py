@@ -1,7 +1,6 @@
 """Prompt-wrapped embeddings: templates, the npz contract, engines agreeing, quantisation reaching the engine."""
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import numpy as np
