@@ -655,3 +655,25 @@ def test_default_pipeline_end_to_end(default_run):
     human = cls[(cls["method"] == "finetune") & (cls["condition"] == "human")]
     assert len(human) == 1, cls
     assert human["diff_macro_f1_ci_low"].iloc[0] > 0, human.to_dict("records")
+
+
+def test_the_cross_task_summary_counts_the_tasks_each_baseline_is_reached_on(tmp_path):
+    """Two tasks x one model (names with hyphens, as model names are): PLR reaches gpt-4o-mini on one."""
+    rows = []
+    for dataset, accs, zs, reach in (("sst2", (0.6, 0.8, 0.9), 0.75, 16), ("healthfc", (0.4, 0.5, None), 0.7, None)):
+        for n, acc in zip((4, 16, 128), accs):
+            if acc is not None:
+                rows.append({"dataset": dataset, "model": "smol-q8", "n_per_class": n, "accuracy_mean": acc,
+                             "zeroshot_accuracy_gpt-4o-mini": zs, "n_per_class_reaching_gpt-4o-mini": reach})
+    plr = pd.DataFrame(rows)
+    plr.to_csv(tmp_path / "plr.csv", index=False)
+    out = {ext: tmp_path / f"t.{ext}" for ext in ("csv", "md", "html")}
+    table = tasks.run(Job(input={"table": tmp_path / "plr.csv"}, output=out, config={}, rule="plr_task_summary"))
+    per_task, over = table[table["row"] == "task"].set_index("dataset"), table[table["row"] == "mean over tasks"].iloc[0]
+    assert pd.isna(per_task.loc["healthfc", "plr_accuracy_n128"])  # HealthFC's classes are too small for 128
+    assert per_task.loc["sst2", "n_per_class_reaching_gpt-4o-mini"] == 16
+    assert pd.isna(per_task.loc["healthfc", "n_per_class_reaching_gpt-4o-mini"])
+    assert over["n_tasks"] == 2 and over["tasks_reaching_gpt-4o-mini"] == 1 and over["tasks_with_gpt-4o-mini"] == 2
+    assert over["plr_accuracy_n4"] == pytest.approx(0.5) and over["plr_accuracy_n128"] == pytest.approx(0.9)
+    md = out["md"].read_text()
+    assert "PLR on smol-q8 reaches gpt-4o-mini zero-shot on 1 of 2 task(s) (median n 16 per class)" in md

@@ -70,8 +70,7 @@ def over_tasks(tasks: pd.DataFrame) -> pd.DataFrame:
 def findings(tasks: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
     out = []
     n_cols = accuracy_columns(tasks)
-    for row in summary.itertuples(index=False):
-        row = row._asdict()
+    for row in summary.to_dict("records"):  # column names hold model names (hyphens): no itertuples
         best = max((c for c in n_cols if pd.notna(row.get(c))), key=lambda c: int(c[14:]), default=None)
         if best:
             out.append(f"PLR on {row['model']} over {row['n_tasks']} task(s): mean accuracy {fmt(row[best])} "
