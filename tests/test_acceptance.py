@@ -165,7 +165,9 @@ def is_sentiment(phrase: str) -> bool:
 def study_two_config(sst2_dev: Path, healthfc: Path, gguf: Path) -> dict:
     """SmolLM2-135M-Instruct through vLLM (float32) and through llama.cpp at f16, q8_0 and q4_0, on
     SST-2 (140 train and 140 test sentences per class: 128 per class fit) and the HealthFC claims
-    (the claim text alone, 3 classes, 30 claims per class), as Buckmann & Hill ran Study 2."""
+    (the claim text alone, 3 classes, 30 claims per class), as Buckmann & Hill ran Study 2. The
+    explanations are of llama.cpp q8_0 (80 test sentences per class, every word occluded: about
+    3,000 embeddings; 30-60 minutes on two busy cores)."""
     smol = "resources/models/SmolLM2-135M-Instruct"
     llamacpp = {"path": str(gguf), "backend": "llamacpp", "max_model_len": 1024}
     return {
@@ -189,7 +191,7 @@ def study_two_config(sst2_dev: Path, healthfc: Path, gguf: Path) -> dict:
         "zeroshot": {"datasets": [], "classifiers": []},
         "plr": {"datasets": ["sst2", "healthfc_claims"], "models": ["smollm2", "smol-f16", "smol-q8", "smol-q4"],
                 "n_per_class": [4, 16, 64, 128], "draws": 3, "explain_models": ["smol-q8"], "explain_ngram": 1,
-                "explain_max_texts": 280, "explain_top_k": 10, "explain_min_count": 3, "explain_texts_per_call": 20,
+                "explain_max_texts": 160, "explain_top_k": 10, "explain_min_count": 3, "explain_texts_per_call": 20,
                 "speed_prompts": 4, "speed_max_new_tokens": 32},
     }
 
