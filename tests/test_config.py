@@ -26,6 +26,14 @@ def test_both_configs_validate_and_fill_defaults():
     paper = load_config(ROOT / "config" / "paper.yaml")
     assert paper["models"]["llama-3-70b"]["tensor_parallel_size"] == 4
     assert set(paper["finetune"]["encoders"]) == {"bert-base", "deberta-v3-base", "roberta-base", "modernbert-base"}
+    # Study 2: many sentence classification tasks of 2-4 classes by hub id, quantised as the paper ran it
+    tasks = {name: paper["datasets"][name] for name in paper["plr"]["datasets"]}
+    assert len(tasks) >= 5 and "sst2" in tasks and "financial_phrasebank" in tasks
+    assert all(t["format"] == "hub" and t["task"] == "classification" and 2 <= len(t["labels"]) <= 4
+               for t in tasks.values())
+    assert paper["datasets"]["financial_phrasebank"]["hub_config"] == "sentences_allagree"
+    quants = {paper["models"][m]["quantization"] for m in paper["plr"]["models"]}
+    assert {"q8_0", "q4_0"} <= quants and not any("bitsandbytes" in str(q) for q in quants)
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -42,6 +50,12 @@ def test_both_configs_validate_and_fill_defaults():
      r"config key finetune.encoders: model 'smollm2' is kind 'causal', needs 'encoder'"),
     (lambda c: c["datasets"]["esnli"].update(format="xlsx"), r"config key datasets.esnli.format: 'xlsx' is not allowed"),
     (lambda c: c["datasets"]["esnli"]["split"].update(dev=0.5, test=0.6), r"datasets.esnli.split: dev \+ test must be below 1"),
+    # bitsandbytes is installed by no env: refused with every backend, naming the key and the llama.cpp way
+    (lambda c: c["models"]["smollm2"].update(backend="transformers", quantization="bitsandbytes-8bit"),
+     r"config key models.smollm2.quantization: 'bitsandbytes-8bit' is not available with backend transformers "
+     r"\(bitsandbytes, the quantiser it would need, is installed by no env of this project\); use backend llamacpp"),
+    (lambda c: c["models"]["smollm2"].update(quantization="bitsandbytes"),
+     r"config key models.smollm2.quantization: 'bitsandbytes' is not available with backend vllm"),
 ])
 def test_bad_keys_are_named(default_config, edit, message):
     cfg = copy.deepcopy(default_config)

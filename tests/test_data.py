@@ -116,3 +116,28 @@ def test_load_dataset_from_config_entry(esnli_path):
     spec = dataset_entry(format="esnli", path=str(esnli_path), labels=ESNLI_LABELS)
     records = load_dataset(spec, "esnli")
     assert len(records) == 9842 and records == load_records(esnli_path, format="esnli", labels=ESNLI_LABELS)
+
+
+def test_a_hub_dataset_is_read_with_its_subset_or_named_when_it_cannot_be(monkeypatch):
+    """datasets.<name>.hub_config reaches datasets.load_dataset as the subset (configuration name)."""
+    import datasets
+
+    from explainbench.config import dataset_entry
+
+    calls = []
+
+    def fake_load_dataset(path, name=None, split=None):  # the hub is offline here: record the call
+        calls.append((path, name, split))
+        return datasets.Dataset.from_list([{"sentence": "profits rose", "label": 2},
+                                           {"sentence": "sales fell", "label": 0}])
+
+    spec = dataset_entry(format="hub", path="takala/financial_phrasebank", hub_config="sentences_allagree",
+                         hub_split="train", task="classification", labels=["negative", "neutral", "positive"],
+                         columns={"text": "sentence", "label": "label"})
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    records = load_dataset(spec, "fpb")
+    assert calls == [("takala/financial_phrasebank", "sentences_allagree", "train")]
+    assert [(r["text"], r["label"]) for r in records] == [("profits rose", "positive"), ("sales fell", "negative")]
+    monkeypatch.undo()
+    with pytest.raises(DataError, match=r"hub dataset 'nobody/no-such-set' \(split 'train', subset 'x'\): cannot load"):
+        load_dataset(dataset_entry(**{**spec, "path": "nobody/no-such-set", "hub_config": "x"}), "fpb")

@@ -16,7 +16,7 @@ from sklearn.base import clone
 
 from explainbench.errors import DataError
 from explainbench.files import (CURVE_COLUMNS, PHRASE_COLUMNS, STABILITY_COLUMNS, Embeddings, read_embeddings,
-                                read_metrics, write_embeddings, write_metrics)
+                                read_metrics, read_phrases, read_stability, write_embeddings, write_metrics)
 from explainbench.plr import curve as plr_curve
 from explainbench.plr import occlusion as plr_occlusion
 from explainbench.plr.classifier import PLRClassifier, PLRSettings, draw_rows
@@ -233,28 +233,77 @@ def test_top_phrases_and_stability_from_contributions():
             rows.append({"draw": draw, "label": "positive", "text_id": "t", "field": "text", "start": 0,
                          "phrase": phrase, "ngram": 1, "contribution": value})
     contrib = pd.DataFrame(rows)
-    top = top_phrases(contrib, top_k=2)
+    top = top_phrases(contrib, top_k=2, min_count=1)
     assert top["phrase"].tolist() == ["great", "film"] and top["rank"].tolist() == [1, 2]
     assert top["mean_contribution"].tolist() == pytest.approx([2.0, -0.1])
+    assert top["sd_over_draws"].tolist() == pytest.approx([0.0, np.std([0.1, 0.1, -0.5], ddof=1)])
     stab = stability(contrib).set_index(["draw_a", "draw_b"])["spearman"]
     assert stab[(0, 1)] == pytest.approx(1.0)
     assert stab[(0, 2)] == pytest.approx(0.8)  # film drops below plot: 1 - 6 * 2 / (4 * 15)
+
+
+def test_phrases_are_ranked_over_texts_and_draws_with_a_minimum_count():
+    """A phrase seen once (a name) never outranks one seen in many texts, however large its one
+    contribution; the default minimum count is the schema's, 3."""
+    rows = []
+    for draw in range(2):
+        for t in range(4):
+            rows.append({"draw": draw, "label": "positive", "text_id": f"t{t}", "phrase": "great", "ngram": 1,
+                         "contribution": 1.0 + 0.1 * t + 0.2 * draw})
+        rows.append({"draw": draw, "label": "positive", "text_id": "t0", "phrase": "labute", "ngram": 1,
+                     "contribution": 5.0})
+        for t in range(3):
+            rows.append({"draw": draw, "label": "positive", "text_id": f"t{t}", "phrase": "the film", "ngram": 2,
+                         "contribution": 0.1})
+    contrib = pd.DataFrame(rows)
+    default = sst2_config({"m": {"path": "-"}})["plr"]["explain_min_count"]
+    assert default == 3
+    top = top_phrases(contrib, top_k=5, min_count=default)
+    assert top["phrase"].tolist() == ["great", "the film"] and top["count"].tolist() == [4, 3]
+    assert top["mean_contribution"].iloc[0] == pytest.approx(1.25)           # 8 occurrences: 4 texts x 2 draws
+    assert top["sd_over_draws"].iloc[0] == pytest.approx(np.std([1.15, 1.35], ddof=1))  # the per-draw means
+    assert top_phrases(contrib, top_k=5, min_count=1)["phrase"].iloc[0] == "labute"
+
+
+def test_stability_between_draws_at_each_n_and_between_n():
+    def contrib(n_scale: dict[str, float]) -> pd.DataFrame:
+        words = {"good": 2.0, "bad": -2.0, "plot": 0.1, "film": -0.1, "dull": -1.0}
+        return pd.DataFrame([{"draw": d, "label": "positive", "phrase": w, "ngram": 1,
+                              "contribution": v * n_scale.get(w, 1.0) + 0.01 * d * (w == "plot")}
+                             for d in range(3) for w, v in words.items()]
+                            + [{"draw": d, "label": "positive", "phrase": "not good", "ngram": 2, "contribution": -9.0}
+                               for d in range(3)])
+    stab = stability({4: contrib({"plot": -5.0}), 16: contrib({})})  # at n=4 'plot' ranks below 'film'
+    assert list(stab.columns) == ["label", "comparison", "n_a", "n_b", "draw_a", "draw_b", "n_words", "spearman"]
+    draws = stab[stab["comparison"] == "draws"]
+    assert len(draws) == 2 * 3 and (draws["n_a"] == draws["n_b"]).all() and (draws["n_words"] == 5).all()
+    assert draws["spearman"].tolist() == pytest.approx([1.0] * 6)             # the bigram is no word: left out
+    across = stab[stab["comparison"] == "n"].iloc[0]
+    assert (across["n_a"], across["n_b"]) == (4, 16) and pd.isna(across["draw_a"])
+    assert across["spearman"] == pytest.approx(0.9)   # plot and film swap ranks 2 and 3: 1 - 6 * 2 / (5 * 24)
 
 
 def test_rule_plr_explain_with_a_real_encoder(tmp_path):
     """Rule plr_explain with MiniLM on SST-2 sentences: the top phrases per class and the stability
     of their ranking across the draws, written as phrases.csv and stability.csv."""
     job = plr_job(tmp_path, "plr_explain", minilm_sst2(), {"minilm": minilm_spec()}, n_per_class=[4, 16], draws=3,
-                  explain_max_texts=4, explain_top_k=5)
+                  explain_max_texts=12, explain_top_k=5)
     plr_occlusion.run(job)
-    phrases, stab = pd.read_csv(job.output["phrases"]), pd.read_csv(job.output["stability"])
-    assert list(phrases.columns) == PHRASE_COLUMNS and list(stab.columns) == STABILITY_COLUMNS
+    phrases, stab = read_phrases(job.output["phrases"]), read_stability(job.output["stability"])
+    assert list(pd.read_csv(job.output["phrases"]).columns) == PHRASE_COLUMNS
+    assert list(pd.read_csv(job.output["stability"]).columns) == STABILITY_COLUMNS
     assert set(phrases["label"]) == set(SST2_LABELS) and (phrases[["dataset", "model"]] == ["sst2", "minilm"]).all().all()
     for _, group in phrases.groupby("label"):
         assert group["rank"].tolist() == list(range(1, len(group) + 1)) and len(group) == 5
         assert group["mean_contribution"].is_monotonic_decreasing
-    assert set(phrases["ngram"]) <= {1, 2} and (phrases["count"] >= 1).all()
-    assert len(stab) == 6 and stab["spearman"].between(-1, 1).all()  # 3 draw pairs per class
+    # ranked over the 12 texts and 3 draws: only phrases seen at least 3 times (the default), with their spread
+    assert set(phrases["ngram"]) <= {1, 2} and (phrases["count"] >= 3).all()
+    assert (phrases["sd_over_draws"] >= 0).all() and (phrases["sd_over_draws"] > 0).any()
+    # stability: 3 draw pairs per class at n=4 and at n=16, and n=4 against n=16 per class
+    draws, across = stab[stab["comparison"] == "draws"], stab[stab["comparison"] == "n"]
+    assert sorted(draws.groupby("n_a").size().items()) == [(4, 6), (16, 6)]
+    assert len(across) == 2 and (across[["n_a", "n_b"]] == [4, 16]).all().all()
+    assert stab["spearman"].between(-1, 1).all() and (stab["n_words"] > 20).all()
     # the embeddings were made with mean pooling: a config that now says otherwise is refused
     stale = plr_job(tmp_path, "plr_explain", minilm_sst2(), {"minilm": minilm_spec()}, encoder_pooling="cls")
     with pytest.raises(ValueError, match=r"embeddings\.npz: embedded with pooling=mean .* re-run rule embed"):
@@ -274,7 +323,7 @@ def test_occlusion_ranks_sentiment_words_on_sst2():
     backend = smollm2_vllm()
     before = backend.embed_calls
     config = sst2_config({"smollm2": smollm2_spec()}, n_per_class=[4, 32, 128], draws=3, explain_max_texts=12,
-                         explain_ngram=1, explain_top_k=15, explain_texts_per_call=6)
+                         explain_ngram=1, explain_top_k=15, explain_texts_per_call=6, explain_min_count=1)
     settings = ExplainSettings.from_settings(rule_settings(config, "plr_explain"))  # seed 0, l2, 5 CV folds
     phrases, stab, contrib = explain(smollm2_embedder(backend), tr, chosen, settings)
     assert backend.embed_calls - before == 2  # 12 texts, 6 texts' occlusion sets per call
@@ -296,7 +345,8 @@ def test_occlusion_ranks_sentiment_words_on_sst2():
     assert pos[pos["phrase"].isin(POSITIVE_WORDS)]["contribution"].mean() > 0
     assert pos[pos["phrase"].isin(NEGATIVE_WORDS - {"no", "not", "never", "nothing"})]["contribution"].mean() < 0
     # three draws at 128 of 130 per class: nearly the same classifiers, so a stable ranking
-    assert len(stab) == 6 and stab["spearman"].min() > 0.5
+    at_128 = stab[(stab["comparison"] == "draws") & (stab["n_a"] == 128)]
+    assert len(at_128) == 6 and at_128["spearman"].min() > 0.5
 
 
 # --------------------------------------------------------------------------- the rules, through Snakemake

@@ -27,7 +27,8 @@ from conftest import TRIGGERS
 from explainbench.config import load_config, validate_config
 from explainbench.errors import DataError
 from explainbench.provenance import config_hash
-from explainbench.report import classification, learning_curves, plots, quality
+from explainbench.files import PHRASE_COLUMNS, STABILITY_COLUMNS
+from explainbench.report import classification, learning_curves, plots, quality, tasks
 from explainbench.report.classification import classification_table
 from explainbench.report.learning_curves import plr_table, reach_column, top_phrases, zeroshot_column
 from explainbench.report.plots import plot_learning_curves
@@ -124,10 +125,18 @@ def write_zeroshot_none(root: Path, dataset: str, llm: str, accuracy: float, n: 
 
 
 def write_phrases(root: Path, dataset: str, model: str) -> Path:
-    rows = [[dataset, model, label, f"{label} word {r}", 1 + r % 2, 1.0 / (r + 1), 3, r + 1]
+    rows = [[dataset, model, label, f"{label} word {r}", 1 + r % 2, 1.0 / (r + 1), 0.1, 3, r + 1]
             for label in ("negative", "positive") for r in range(8)]
-    return write_csv_rows(root / "results/plr" / dataset / model / "phrases.csv",
-                          ["dataset", "model", "label", "phrase", "ngram", "mean_contribution", "count", "rank"], rows)
+    return write_csv_rows(root / "results/plr" / dataset / model / "phrases.csv", PHRASE_COLUMNS, rows)
+
+
+def write_stability(root: Path, dataset: str, model: str, ns: list[int], draws: int) -> Path:
+    """stability.csv as rule plr_explain writes it: draw pairs at every n (rho rising with n), consecutive n."""
+    rows = [[dataset, model, label, "draws", n, n, a, b, 40, round(1 - 1 / (n + 1), 4)]
+            for n in ns for label in ("negative", "positive") for a in range(draws) for b in range(a + 1, draws)]
+    rows += [[dataset, model, label, "n", n_a, n_b, "", "", 40, 0.5]
+             for n_a, n_b in zip(ns, ns[1:]) for label in ("negative", "positive")]
+    return write_csv_rows(root / "results/plr" / dataset / model / "stability.csv", STABILITY_COLUMNS, rows)
 
 
 # ----------------------------------------------------------------------------- image checks
@@ -433,6 +442,7 @@ def test_report_rules_write_tables_and_plots(tmp_path):
     rng = np.random.default_rng(1)
     curves = [write_curve(tmp_path, "sent", m, [2, 4, 8], 3, rng) for m in ("a", "b")]
     phrase_files = [write_phrases(tmp_path, "sent", m) for m in ("a", "b")]
+    stability_files = [write_stability(tmp_path, "sent", "a", [2, 4, 8], 3)]  # b is not explained
     out = tmp_path / "tables"
 
     def tables(name: str) -> dict:
@@ -442,7 +452,7 @@ def test_report_rules_write_tables_and_plots(tmp_path):
     cls_job = rule_job(cfg, "classification_table", {
         "finetune": [r for r in runs if "finetune" in r.parts], "zeroshot": [r for r in runs if "zeroshot" in r.parts],
         "predictions": [p for _, p in with_predictions(runs)]}, tables("c"))
-    plr_job = rule_job(cfg, "plr_table", {"curves": curves, "phrases": phrase_files,
+    plr_job = rule_job(cfg, "plr_table", {"curves": curves, "phrases": phrase_files, "stability": stability_files,
                                           "zeroshot": [write_zeroshot_none(tmp_path, "sent", "smol", 0.6)]}, tables("p"))
     q_table, c_table, p_table = quality.run(quality_job), classification.run(cls_job), learning_curves.run(plr_job)
     h = config_hash(cfg)
@@ -463,6 +473,24 @@ def test_report_rules_write_tables_and_plots(tmp_path):
     plr_md = (out / "p.md").read_text()
     assert "reaches smol zero-shot accuracy" in plr_md or "does not reach smol zero-shot accuracy" in plr_md
     assert plr_md.count("| sent | a | negative |") == 3  # the top 3 phrases per model x label
+    # stability per n: between draws (mean over pairs and labels), vs the previous n; none for b
+    a = p_table[p_table["model"] == "a"].set_index("n_per_class")
+    assert a["stability_draws"].to_dict() == pytest.approx({2: 1 - 1 / 3, 4: 0.8, 8: 1 - 1 / 9}, abs=1e-4)
+    assert a["stability_vs_previous_n"].isna().tolist() == [True, False, False]
+    assert p_table.loc[p_table["model"] == "b", "stability_draws"].isna().all()
+    assert "word-rank stability between draws" in plr_md and "correlate 0.667 between draws at n = 2" in plr_md
+    # the cross-task summary, from the PLR table
+    summary = tasks.run(rule_job(cfg, "plr_task_summary", {"table": out / "p.csv"}, tables("t")))
+    per_task = summary[summary["row"] == "task"]
+    assert set(per_task["model"]) == {"a", "b"} and (per_task["dataset"] == "sent").all()
+    for n in (2, 4, 8):
+        assert per_task.set_index("model")[f"plr_accuracy_n{n}"].to_dict() == pytest.approx(
+            p_table[p_table["n_per_class"] == n].set_index("model")["accuracy_mean"].to_dict())
+    over = summary[summary["row"] == "mean over tasks"].set_index("model")
+    assert (over["n_tasks"] == 1).all() and (over["tasks_with_smol"] == 1).all()
+    assert over["tasks_reaching_smol"].to_dict() == per_task.set_index("model")["n_per_class_reaching_smol"].notna() \
+        .astype(int).to_dict()
+    assert "# PLR across tasks" in (out / "t.md").read_text()
     figures = tmp_path / "plots"
     for rule, run, table, wildcards in (("plot_learning_curves", plots.run_learning_curves, "p", {"dataset": "sent"}),
                                         ("plot_classification", plots.run_classification, "c", {"dataset": "nli"}),
@@ -480,7 +508,7 @@ def test_report_rules_write_tables_and_plots(tmp_path):
 # ----------------------------------------------------------------------------- Snakemake: the report rules
 
 REPORT_RULES = ["quality_table", "classification_table", "plr_table", "plot_learning_curves",
-                "plot_classification", "plot_quality_heatmap", "all"]
+                "plot_classification", "plot_quality_heatmap", "plot_stability", "plr_task_summary", "all"]
 
 
 def expected_runs(cfg: dict) -> dict:
@@ -497,7 +525,9 @@ def expected_runs(cfg: dict) -> dict:
                               for m in z["classifiers"] for c in stage_conditions(cfg, "zeroshot", d)}),
         "plr": set(product(p["datasets"], p["models"], p["n_per_class"])),
         "plr_llms": plr_llms,
+        "explained": p["models"] if p["explain_models"] is None else p["explain_models"],
         "plots": ([f"learning_curves_{d}" for d in p["datasets"] if p["models"]]
+                  + [f"stability_{d}" for d in p["datasets"] if p["models"] and p["explain_models"] != []]
                   + [f"classification_{d}" for d in dict.fromkeys(
                       [d for d in f["datasets"] if f["encoders"]] + [d for d in z["datasets"] if z["classifiers"]])]
                   + [f"quality_heatmap_{m}" for m in e["explainers"] if e["datasets"]]),
@@ -517,7 +547,9 @@ def write_stage_outputs(root: Path, cfg: dict) -> None:
     for d in cfg["plr"]["datasets"]:
         for m in cfg["plr"]["models"]:
             write_curve(root, d, m, cfg["plr"]["n_per_class"], cfg["plr"]["draws"], rng)
+        for m in runs["explained"]:
             write_phrases(root, d, m)
+            write_stability(root, d, m, cfg["plr"]["n_per_class"], cfg["plr"]["draws"])
         for llm in runs["plr_llms"][d]:
             if (d, "zeroshot", llm, "none", 0, None) not in runs["classification"]:  # else written above (one run)
                 write_zeroshot_none(root, d, llm, 0.62)
@@ -550,7 +582,11 @@ def check_report_outputs(root: Path, cfg: dict) -> None:
         assert table["model_path"].notna().all() and (table["model_path"].str.len() > 0).all()
         assert all((root / src).exists() for src in table["source"])
     assert quality["seed"].notna().all() and plr["seed"].notna().all()
-    for name in ("explanation_quality", "classification", "plr_learning_curves"):
+    assert plr.loc[plr["model"].isin(runs["explained"]), "stability_draws"].notna().all()
+    across = read_table(tables / "plr_tasks.csv")
+    assert set(map(tuple, across.loc[across["row"] == "task", ["dataset", "model"]].to_numpy().tolist())) == \
+        {(d, m) for d, m, _ in runs["plr"]}
+    for name in ("explanation_quality", "classification", "plr_learning_curves", "plr_tasks"):
         assert (tables / f"{name}.md").read_text().startswith("# ")
         assert "<table" in (tables / f"{name}.html").read_text()
     for name in runs["plots"]:
@@ -619,3 +655,25 @@ def test_default_pipeline_end_to_end(default_run):
     human = cls[(cls["method"] == "finetune") & (cls["condition"] == "human")]
     assert len(human) == 1, cls
     assert human["diff_macro_f1_ci_low"].iloc[0] > 0, human.to_dict("records")
+
+
+def test_the_cross_task_summary_counts_the_tasks_each_baseline_is_reached_on(tmp_path):
+    """Two tasks x one model (names with hyphens, as model names are): PLR reaches gpt-4o-mini on one."""
+    rows = []
+    for dataset, accs, zs, reach in (("sst2", (0.6, 0.8, 0.9), 0.75, 16), ("healthfc", (0.4, 0.5, None), 0.7, None)):
+        for n, acc in zip((4, 16, 128), accs):
+            if acc is not None:
+                rows.append({"dataset": dataset, "model": "smol-q8", "n_per_class": n, "accuracy_mean": acc,
+                             "zeroshot_accuracy_gpt-4o-mini": zs, "n_per_class_reaching_gpt-4o-mini": reach})
+    plr = pd.DataFrame(rows)
+    plr.to_csv(tmp_path / "plr.csv", index=False)
+    out = {ext: tmp_path / f"t.{ext}" for ext in ("csv", "md", "html")}
+    table = tasks.run(Job(input={"table": tmp_path / "plr.csv"}, output=out, config={}, rule="plr_task_summary"))
+    per_task, over = table[table["row"] == "task"].set_index("dataset"), table[table["row"] == "mean over tasks"].iloc[0]
+    assert pd.isna(per_task.loc["healthfc", "plr_accuracy_n128"])  # HealthFC's classes are too small for 128
+    assert per_task.loc["sst2", "n_per_class_reaching_gpt-4o-mini"] == 16
+    assert pd.isna(per_task.loc["healthfc", "n_per_class_reaching_gpt-4o-mini"])
+    assert over["n_tasks"] == 2 and over["tasks_reaching_gpt-4o-mini"] == 1 and over["tasks_with_gpt-4o-mini"] == 2
+    assert over["plr_accuracy_n4"] == pytest.approx(0.5) and over["plr_accuracy_n128"] == pytest.approx(0.9)
+    md = out["md"].read_text()
+    assert "PLR on smol-q8 reaches gpt-4o-mini zero-shot on 1 of 2 task(s) (median n 16 per class)" in md

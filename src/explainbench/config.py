@@ -281,6 +281,10 @@ def _check_references(config: dict) -> None:
     need("plr", "datasets", datasets, "dataset")
     need("plr", "models", models, "model")
     need("plr", "zeroshot_models", models, "model", "causal")
+    plr = config.get("plr", {})
+    for name in plr.get("explain_models") or []:
+        if name not in (plr.get("models") or []):
+            problems.append(f"config key plr.explain_models: {name!r} is not one of plr.models {plr.get('models') or []}")
     quality = config.get("quality", {})
     for key, value in (("judge", quality.get("judge")),
                        ("bertscore.model", quality.get("bertscore", {}).get("model")),
@@ -292,8 +296,7 @@ def _check_references(config: dict) -> None:
             problems.append(f"config key models.{name}.api_base: required when backend is openai")
         if model["kind"] == "encoder" and model["backend"] != "transformers":
             problems.append(f"config key models.{name}.backend: an encoder runs with transformers, not {model['backend']!r}")
-        if model["backend"] == "llamacpp":
-            problems += [p for p in [quant_type_problem(name, model.get("quantization"))] if p]
+        problems += [p for p in [quant_type_problem(name, model.get("quantization"), model["backend"])] if p]
     for name, ds in datasets.items():
         for label in sorted(set(ds.get("label_words", {})) - set(ds["labels"])):
             problems.append(f"config key datasets.{name}.label_words.{label}: not one of the labels {ds['labels']}")
@@ -541,12 +544,28 @@ QUANT_TYPES: dict[str, str] = {
 }
 
 
-def quant_type_problem(name: str, quantization: str | None) -> str | None:
-    """Why ``models.<name>.quantization`` is no type llama.cpp can make (None when it is one)."""
-    if quantization is None or quantization.lower() in QUANT_TYPES:
+QUANTIZED_WITH_LLAMACPP = ("use backend llamacpp with a GGUF file and quantization q8_0 or q4_0 (rule quantize), "
+                           "as Buckmann & Hill ran it")
+
+
+def quant_type_problem(name: str, quantization: str | None, backend: str = "llamacpp") -> str | None:
+    """Why ``models.<name>.quantization`` is no quantisation ``backend`` can run here (None when it is one).
+
+    llamacpp: one of llama.cpp's types (:data:`QUANT_TYPES`). transformers: none at all (bitsandbytes,
+    its only quantiser, is in no env of this project). vllm: anything but bitsandbytes (vLLM reads it
+    from the checkpoint or quantises itself: awq, gptq, fp8, ...).
+    """
+    if quantization is None:
         return None
-    return (f"config key models.{name}.quantization: {quantization!r} is not a llama.cpp quantisation type "
-            f"(backend llamacpp); known: {sorted(QUANT_TYPES)}")
+    key = f"config key models.{name}.quantization"
+    if backend == "llamacpp":
+        if quantization.lower() in QUANT_TYPES:
+            return None
+        return f"{key}: {quantization!r} is not a llama.cpp quantisation type (backend llamacpp); known: {sorted(QUANT_TYPES)}"
+    if backend == "transformers" or quantization.lower().startswith("bitsandbytes"):
+        return (f"{key}: {quantization!r} is not available with backend {backend} (bitsandbytes, the quantiser it "
+                f"would need, is installed by no env of this project); {QUANTIZED_WITH_LLAMACPP}")
+    return None
 
 
 def hub_parts(path: str) -> tuple[str, str] | None:

@@ -55,10 +55,11 @@ def is_hub(path: str | Path, fmt: str) -> bool:
     return fmt == "hub" or (fmt == "esnli" and not Path(path).exists() and not str(path).endswith(".jsonl"))
 
 
-def _read_table(path: str | Path, fmt: str, hub_split: str = "validation") -> tuple[list[dict], str]:
+def _read_table(path: str | Path, fmt: str, hub_split: str = "validation",
+                hub_config: str | None = None) -> tuple[list[dict], str]:
     """Read raw rows and say what a row number means in this file."""
     if is_hub(path, fmt):
-        return _read_hub(str(path), hub_split), "example"
+        return _read_hub(str(path), hub_split, hub_config), "example"
     path = Path(path)
     if not path.exists() and official_fold_files(path):
         return _read_fold_files(path, fmt)
@@ -136,13 +137,14 @@ def _check_utf8(path: Path) -> None:
             decode_line(raw, path, lineno)
 
 
-def _read_hub(hub_id: str, split: str) -> list[dict]:
+def _read_hub(hub_id: str, split: str, config_name: str | None = None) -> list[dict]:
     import datasets  # heavy import, only when a hub id is used
 
     try:
-        table = datasets.load_dataset(hub_id, split=split)
+        table = datasets.load_dataset(hub_id, config_name, split=split)
     except Exception as err:  # noqa: BLE001 - re-raised with the id named
-        raise DataError(f"hub dataset {hub_id!r} (split {split!r}): cannot load: {err}") from None
+        subset = f", subset {config_name!r}" if config_name else ""
+        raise DataError(f"hub dataset {hub_id!r} (split {split!r}{subset}): cannot load: {err}") from None
     rows = table.to_list()
     for i, row in enumerate(rows, start=1):
         row["__row__"] = i
@@ -231,7 +233,7 @@ def _load(path: str | Path, spec: dict, id_prefix: str) -> list[dict]:
 def _load_rows(path: str | Path, spec: dict, id_prefix: str) -> tuple[list[dict], dict[str, str]]:
     """:func:`_load`, and where each record came from (id -> "line 12", "data row 3", ...)."""
     format, labels, task, columns = spec["format"], spec["labels"], spec["task"], spec["columns"]
-    rows, row_kind = _read_table(path, format, spec["hub_split"])
+    rows, row_kind = _read_table(path, format, spec["hub_split"], spec.get("hub_config"))
     if not rows:
         raise DataError(f"{path}: no rows (the file holds only blank lines)")
     mapping = _columns_for(format, task, columns or {}, str(path))

@@ -27,7 +27,7 @@ file (``workflow/rules/common.smk`` PATHS)              columns / fields; writer
 ``plr/.../phrases.csv``                                :data:`PHRASE_COLUMNS`; :func:`write_phrases`;
                                                        :func:`read_phrases`
 ``plr/.../stability.csv``                              :data:`STABILITY_COLUMNS`;
-                                                       :func:`write_stability`
+                                                       :func:`write_stability`; :func:`read_stability`
 =====================================================  ==========================================
 
 (:func:`read_jsonl_rows` reads any JSONL file that must exist and hold rows, a split file too.)
@@ -60,8 +60,10 @@ METRICS_KEYS = ["dataset", "classifier", "method", "condition", "fold", "seed", 
                 "accuracy", "accuracy_ci", "macro_f1", "macro_f1_ci"]
 PREDICTION_COLUMNS = ["id", "gold", "pred", "correct"]
 CURVE_COLUMNS = ["dataset", "model", "n_per_class", "draw", "accuracy", "macro_f1", "C"]
-PHRASE_COLUMNS = ["dataset", "model", "label", "phrase", "ngram", "mean_contribution", "count", "rank"]
-STABILITY_COLUMNS = ["dataset", "model", "label", "draw_a", "draw_b", "spearman"]
+PHRASE_COLUMNS = ["dataset", "model", "label", "phrase", "ngram", "mean_contribution", "sd_over_draws", "count",
+                  "rank"]
+STABILITY_COLUMNS = ["dataset", "model", "label", "comparison", "n_a", "n_b", "draw_a", "draw_b", "n_words",
+                     "spearman"]
 
 
 # ============================================================================ checked reading
@@ -452,14 +454,34 @@ def write_phrases(frame: pd.DataFrame, path: str | Path) -> None:
 
 
 def read_phrases(path: str | Path) -> pd.DataFrame:
-    """One ``phrases.csv`` with ``rank`` (an integer) and ``mean_contribution`` checked."""
+    """One ``phrases.csv`` with ``rank`` and ``count`` (integers) and the contributions checked."""
     raw = _read_csv(path, PHRASE_COLUMNS)
     df = raw[PHRASE_COLUMNS].copy()
-    df["rank"] = _integers(raw, path, "rank")
-    df["mean_contribution"] = _numbers(raw, path, "mean_contribution")
+    for name in ("rank", "count", "ngram"):
+        df[name] = _integers(raw, path, name)
+    for name in ("mean_contribution", "sd_over_draws"):
+        df[name] = _numbers(raw, path, name)
     return df
 
 
 def write_stability(frame: pd.DataFrame, path: str | Path) -> None:
-    """How stable the phrase ranking is: Spearman correlation per label x pair of draws."""
+    """How stable the word importances are: Spearman correlation per label, between two draws at one
+    n per class (``comparison`` draws) or between two n (``comparison`` n, means over draws)."""
     _write_columns(frame, STABILITY_COLUMNS, path)
+
+
+def read_stability(path: str | Path) -> pd.DataFrame:
+    """One ``stability.csv``, its numbers checked (``draw_a``/``draw_b`` empty for comparison n)."""
+    raw = _read_csv(path, STABILITY_COLUMNS)
+    df = raw[STABILITY_COLUMNS].copy()
+    bad = sorted(set(df["comparison"]) - {"draws", "n"})
+    if bad:
+        raise DataError(f"{path}, field 'comparison': {bad[0]!r}; expected draws or n")
+    for name in ("n_a", "n_b", "n_words"):
+        df[name] = _integers(raw, path, name)
+    for name in ("draw_a", "draw_b", "spearman"):
+        df[name] = _numbers(raw, path, name)
+    if len(df):  # one draw at one n: nothing to compare, no rows
+        _one_run(df, path, ("dataset", "model"))
+    df["source"] = str(path)
+    return df

@@ -230,9 +230,17 @@ def plr_zeroshot_models():
     return list(dict.fromkeys(own + p["zeroshot_models"]))
 
 
-def plr_targets(kind):
+def explained_plr_models():
+    """The PLR models whose PLR is explained (plr.explain_models; null: all plr.models)."""
     p = config["plr"]
-    return expand(PATHS[f"plr_{kind}"], dataset=p["datasets"], model=p["models"])
+    return p["models"] if p["explain_models"] is None else p["explain_models"]
+
+
+def plr_targets(kind):
+    """Every PLR dataset x model's curve, or every dataset x explained model's phrases / stability."""
+    p = config["plr"]
+    return expand(PATHS[f"plr_{kind}"], dataset=p["datasets"],
+                  model=p["models"] if kind == "curve" else explained_plr_models())
 
 
 def plr_zeroshot_targets():
@@ -247,6 +255,7 @@ def plot_targets():
     e, p, f, z = (config[k] for k in ("explain", "plr", "finetune", "zeroshot"))
     classified = [d for d in f["datasets"] if f["encoders"]] + [d for d in z["datasets"] if z["classifiers"]]
     names = ([f"learning_curves_{d}" for d in p["datasets"] if p["models"]]
+             + [f"stability_{d}" for d in p["datasets"] if explained_plr_models()]
              + [f"classification_{d}" for d in dict.fromkeys(classified)]
              + [f"quality_heatmap_{m}" for m in e["explainers"] if e["datasets"]]
              + [f"quality_overview_{d}" for d in e["datasets"] if len(e["explainers"]) > 1])
@@ -268,6 +277,12 @@ def quantization_targets():
     return [table("quantization", "csv")] if quantized_plr_models() and config["plr"]["datasets"] else []
 
 
+def task_summary_targets():
+    """The cross-task summary of Study 2, when it has PLR curves."""
+    p = config["plr"]
+    return [table("plr_tasks", "csv")] if p["datasets"] and p["models"] else []
+
+
 def all_targets():
     return ([table(t, "csv") for t in ("explanation_quality", "classification", "plr_learning_curves")] + plot_targets()
-            + quantization_targets())
+            + task_summary_targets() + quantization_targets())

@@ -50,6 +50,7 @@ rule plr_table:
     input:
         curves=plr_targets("curve"),
         phrases=plr_targets("phrases"),
+        stability=plr_targets("stability"),
         zeroshot=plr_zeroshot_targets(),
     output:
         csv=report(table("plr_learning_curves", "csv"), caption="../report/plr.rst", category="Study 2 - PLR", labels={"item": "table: PLR learning curves", "format": "CSV"}),
@@ -82,6 +83,39 @@ rule plot_learning_curves:
         "../../envs/report.yaml"
     script:
         "../../scripts/plot_learning_curves.py"
+
+
+rule plr_task_summary:
+    input:
+        table=table("plr_learning_curves", "csv"),
+    output:
+        csv=report(table("plr_tasks", "csv"), caption="../report/plr_tasks.rst", category="Study 2 - PLR", labels={"item": "table: PLR across tasks", "format": "CSV"}),
+        md=table("plr_tasks", "md"),
+        html=report(table("plr_tasks", "html"), caption="../report/plr_tasks.rst", category="Study 2 - PLR", labels={"item": "table: PLR across tasks", "format": "HTML"}),
+    log:
+        "logs/report/plr_task_summary.log",
+    benchmark:
+        "benchmarks/results/report/plr_task_summary.tsv"
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../../scripts/plr_task_summary.py"
+
+
+rule plot_stability:
+    input:
+        table=table("plr_learning_curves", "csv"),
+    output:
+        png=report(path("plot", plot="stability_{dataset}", ext="png"), caption="../report/stability.rst", category="Study 2 - PLR", labels={"item": "figure: explanation stability, {dataset}", "format": "PNG"}),
+        svg=path("plot", plot="stability_{dataset}", ext="svg"),
+    log:
+        "logs/report/plot_stability/{dataset}.log",
+    benchmark:
+        "benchmarks/results/report/plot_stability/{dataset}.tsv"
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../../scripts/plot_stability.py"
 
 
 rule plot_classification:

@@ -8,6 +8,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..config import quant_type_problem
 from .base import DTYPES, Backend, BackendError, Generation, check_model_path, note_engine_start
 
 log = logging.getLogger(__name__)
@@ -34,15 +35,9 @@ class TransformersBackend(Backend):
             dtype = self.spec["dtype"]
             kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype) if dtype in DTYPES else
                                       (torch.float32 if self.device == "cpu" else "auto")}
-            quant = self.spec["quantization"]
-            if quant in ("bitsandbytes-4bit", "bitsandbytes-8bit", "bitsandbytes"):
-                from transformers import BitsAndBytesConfig
-
-                kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=quant != "bitsandbytes-8bit",
-                                                                   load_in_8bit=quant == "bitsandbytes-8bit")
-            elif quant:
-                raise BackendError(f"model {self.name!r}: quantization {quant!r} is not available with transformers "
-                                   "(use bitsandbytes-4bit / bitsandbytes-8bit, or the vllm backend)")
+            problem = quant_type_problem(self.name, self.spec["quantization"], "transformers")
+            if problem:  # the config check says so first; a spec built by hand gets here
+                raise BackendError(problem)
             cls = AutoModelForCausalLM if self.spec["kind"] == "causal" else AutoModel
             note_engine_start(self.name, "transformers")
             t0 = time.time()
@@ -50,13 +45,7 @@ class TransformersBackend(Backend):
                 model = cls.from_pretrained(self.spec["path"], **kwargs)
             except OSError as err:
                 raise BackendError(f"model {self.name!r}: cannot load {self.spec['path']!r}: {err}") from None
-            except (ImportError, ValueError, RuntimeError) as err:
-                if not quant:
-                    raise
-                raise BackendError(f"model {self.name!r}: quantization {quant!r} (models.{self.name}.quantization) "
-                                   f"failed with transformers on {self.device}: {type(err).__name__}: {err}") from None
-            if "quantization_config" not in kwargs:
-                model = model.to(self.device)
+            model = model.to(self.device)
             self._model = model.eval()
             log.info("loaded %s with transformers on %s in %.1fs", self.name, self.device, time.time() - t0)
         return self._model

@@ -8,8 +8,13 @@ wrapped text is embedded again, and the contribution of the phrase to class ``c`
 under the fitted PLR (log-odds_c = log p_c / (1 - p_c)); positive means the phrase pushes the
 decision towards ``c``. All occluded variants of a text (and the text itself) go to the model
 in one ``embed`` call (several texts per call). The variants are embedded once and scored by
-every draw's classifier, so the stability of the phrase ranking across the repeated draws
-(Spearman correlation of the phrases' mean contributions) costs no extra model calls.
+every draw's classifier at every n per class of the grid, so stability costs no extra model calls:
+the Spearman correlation of the word importances (each word's mean contribution over the explained
+texts) between every pair of draws at each n, and between consecutive n (mean over draws).
+
+Phrases are ranked per class over all explained texts and all draws at the explained n (its mean
+contribution over every occurrence and draw), among those seen at least ``min_count`` times in
+the explained texts, with their spread over draws (the standard deviation of the per-draw means).
 
 N-grams never cross fields (premise / hypothesis) and n-grams made only of punctuation are
 left out. Phrases are compared lower-cased.
@@ -126,37 +131,75 @@ def phrase_scores(contrib: pd.DataFrame) -> pd.DataFrame:
             .agg(mean_contribution=("contribution", "mean"), count=("contribution", "size")).reset_index())
 
 
-def top_phrases(contrib: pd.DataFrame, top_k: int, min_count: int = 1) -> pd.DataFrame:
-    """Per class: the ``top_k`` phrases with the largest mean contribution (over occurrences and draws)."""
+PHRASE_FRAME = ["label", "phrase", "ngram", "mean_contribution", "sd_over_draws", "count", "rank"]
+
+
+def top_phrases(contrib: pd.DataFrame, top_k: int, min_count: int = 3) -> pd.DataFrame:
+    """Per class: the ``top_k`` phrases with the largest mean contribution over all their occurrences in
+    the explained texts and all draws, among phrases seen at least ``min_count`` times; ``sd_over_draws``
+    is the standard deviation of the per-draw mean contributions (0 with one draw)."""
     per_draw = phrase_scores(contrib)
     n_draws = per_draw["draw"].nunique()
     agg = (per_draw.groupby(["label", "phrase", "ngram"])
-           .agg(mean_contribution=("mean_contribution", "mean"), count=("count", "first")).reset_index())
+           .agg(mean_contribution=("mean_contribution", "mean"), sd_over_draws=("mean_contribution", "std"),
+                count=("count", "first")).reset_index())
     agg["count"] = agg["count"].astype(int)
+    agg["sd_over_draws"] = agg["sd_over_draws"].fillna(0.0)
     agg = agg[agg["count"] >= min_count]
     out = []
     for label, group in agg.groupby("label", sort=True):
         best = group.sort_values(["mean_contribution", "phrase"], ascending=[False, True]).head(top_k).copy()
         best["rank"] = np.arange(1, len(best) + 1)
         out.append(best)
-    frame = pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=["label", "phrase", "ngram",
-                                                                                 "mean_contribution", "count", "rank"])
-    log.info("top phrases from %d draws: %s", n_draws,
+    frame = pd.concat(out, ignore_index=True)[PHRASE_FRAME] if out else pd.DataFrame(columns=PHRASE_FRAME)
+    log.info("top phrases (seen >= %d times) from %d draws: %s", min_count, n_draws,
              {label: list(g["phrase"].head(5)) for label, g in frame.groupby("label")})
     return frame
 
 
-def stability(contrib: pd.DataFrame) -> pd.DataFrame:
-    """Spearman correlation of the phrases' mean contributions between every pair of draws, per class."""
-    per_draw = phrase_scores(contrib)
+STABILITY_FRAME = ["label", "comparison", "n_a", "n_b", "draw_a", "draw_b", "n_words", "spearman"]
+
+
+def _spearman(a: pd.Series, b: pd.Series) -> float:
+    return float(spearmanr(a, b).statistic) if len(a) >= 3 else math.nan
+
+
+def word_importances(contrib: pd.DataFrame) -> pd.DataFrame:
+    """Words (1-grams) x (draw, label): each word's mean contribution over its occurrences."""
+    words = phrase_scores(contrib[contrib["ngram"] == 1])
+    return words.pivot_table(index="phrase", columns=["label", "draw"], values="mean_contribution")
+
+
+def stability(by_n: dict[int, pd.DataFrame] | pd.DataFrame) -> pd.DataFrame:
+    """How stable the word importances are: per class, their Spearman correlation between every pair
+    of draws at each n per class (``comparison`` draws, n_a = n_b), and between consecutive n of
+    ``by_n`` (``comparison`` n: the importances averaged over draws). ``by_n``: n -> contributions
+    (one frame: a single n, written as n 0)."""
+    if isinstance(by_n, pd.DataFrame):
+        by_n = {0: by_n}
     rows = []
-    for label, group in per_draw.groupby("label", sort=True):
-        table = group.pivot_table(index=["phrase", "ngram"], columns="draw", values="mean_contribution")
-        for a, b in itertools.combinations(sorted(table.columns), 2):
-            pair = table[[a, b]].dropna()
-            rho = spearmanr(pair[a], pair[b]).statistic if len(pair) >= 3 else math.nan
-            rows.append({"label": label, "draw_a": int(a), "draw_b": int(b), "spearman": float(rho)})
-    return pd.DataFrame(rows, columns=["label", "draw_a", "draw_b", "spearman"])
+    means = {}
+    for n, contrib in sorted(by_n.items()):
+        table = word_importances(contrib)
+        for label in sorted(table.columns.get_level_values("label").unique()):
+            per_draw = table[label]
+            means[(n, label)] = per_draw.mean(axis=1)
+            for a, b in itertools.combinations(sorted(per_draw.columns), 2):
+                pair = per_draw[[a, b]].dropna()
+                rows.append({"label": label, "comparison": "draws", "n_a": n, "n_b": n, "draw_a": int(a),
+                             "draw_b": int(b), "n_words": len(pair), "spearman": _spearman(pair[a], pair[b])})
+    ns = sorted(by_n)
+    for n_a, n_b in zip(ns, ns[1:]):
+        for label in sorted({lab for (n, lab) in means if n == n_a}):
+            pair = pd.concat([means[(n_a, label)], means.get((n_b, label), pd.Series(dtype=float))], axis=1).dropna()
+            rows.append({"label": label, "comparison": "n", "n_a": n_a, "n_b": n_b, "draw_a": None, "draw_b": None,
+                         "n_words": len(pair), "spearman": _spearman(pair.iloc[:, 0], pair.iloc[:, 1])})
+    out = pd.DataFrame(rows, columns=STABILITY_FRAME)
+    for column in ("n_a", "n_b", "n_words"):
+        out[column] = out[column].astype(int)
+    for column in ("draw_a", "draw_b"):
+        out[column] = out[column].astype("Int64")
+    return out
 
 
 def pick_texts(records: Sequence[dict], max_texts: int, seed: int | str = 0) -> list[dict]:
@@ -165,17 +208,21 @@ def pick_texts(records: Sequence[dict], max_texts: int, seed: int | str = 0) -> 
     return sample_per_class(list(records), math.ceil(max_texts / max(k, 1)), seed)[:max_texts]
 
 
+def fitting_ns(n_per_class: Sequence[int], train_labels: Sequence[str]) -> list[int]:
+    """The grid's n per class that the training split holds (ascending)."""
+    smallest = int(min(np.unique(np.asarray(train_labels), return_counts=True)[1]))
+    return sorted({int(n) for n in n_per_class if n <= smallest})
+
+
 def explanation_n(n_per_class: Sequence[int], train_labels: Sequence[str], wanted: int | None = None) -> int:
     """The n per class of the explained classifiers: ``wanted``, else the largest grid n the train split has."""
     smallest = int(min(np.unique(np.asarray(train_labels), return_counts=True)[1]))
-    if wanted is not None:
-        if wanted > smallest:
-            raise ValueError(f"plr.explain_n_per_class={wanted} but the smallest training class has {smallest} examples")
-        return int(wanted)
+    if wanted is not None and wanted > smallest:
+        raise ValueError(f"plr.explain_n_per_class={wanted} but the smallest training class has {smallest} examples")
     fitting = [n for n in n_per_class if n <= smallest]
-    if not fitting:
+    if wanted is None and not fitting:
         raise ValueError(f"no n in plr.n_per_class={list(n_per_class)} fits the training split (smallest class {smallest})")
-    return int(max(fitting))
+    return int(wanted if wanted is not None else max(fitting))
 
 
 @dataclass(frozen=True)
@@ -193,16 +240,21 @@ class ExplainSettings(PLRSettings):
 
 def explain(embedder: Embedder, train: "Embeddings", test_records: Sequence[dict],
             settings: ExplainSettings) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Fit the draws' classifiers on the ``train`` rows of the embeddings, occlude the chosen
-    test texts; return (phrases, stability, contributions)."""
+    """Fit the draws' classifiers on the ``train`` rows of the embeddings (at every n of the grid the
+    training split holds, and at the explained n), occlude the chosen test texts once; return
+    (phrases at the explained n, stability over draws and n, contributions at the explained n)."""
     n = explanation_n(settings.n_per_class, train.labels, settings.explain_n_per_class)
-    classifiers = [fit_draw(train, n, draw, settings) for draw in range(settings.draws)]
     texts = pick_texts(test_records, settings.explain_max_texts, settings.seed)
-    log.info("explaining %d test texts with %d classifiers at n=%d per class (n-grams up to %d)", len(texts),
-             len(classifiers), n, settings.explain_ngram)
+    ns = sorted(set(fitting_ns(settings.n_per_class, train.labels)) | {n})
+    log.info("explaining %d test texts with %d draws at n=%d per class (n-grams up to %d); stability over n in %s",
+             len(texts), settings.draws, n, settings.explain_ngram, ns)
     occluded = occlusion_vectors(embedder, texts, settings.explain_ngram, settings.explain_texts_per_call)
-    contrib = contributions(classifiers, occluded)
-    return (top_phrases(contrib, settings.explain_top_k, settings.explain_min_count), stability(contrib), contrib)
+    by_n = {}
+    for k in ns:  # words only at the other n: their stability is all that is read
+        frame = contributions([fit_draw(train, k, draw, settings) for draw in range(settings.draws)], occluded)
+        by_n[k] = frame if k == n else frame[frame["ngram"] == 1]
+    contrib = by_n[n]
+    return top_phrases(contrib, settings.explain_top_k, settings.explain_min_count), stability(by_n), contrib
 
 
 def run(job) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -226,6 +278,7 @@ def run(job) -> tuple[pd.DataFrame, pd.DataFrame]:
         write_phrases(phrases, job.output["phrases"])
         write_stability(stab, job.output["stability"])
         log.info("%s", embedder.backend.report())
-    log.info("stability (mean Spearman over draw pairs): %s",
-             stab.groupby("label")["spearman"].mean().round(3).to_dict() if len(stab) else "one draw only")
+    draws = stab[stab["comparison"] == "draws"]
+    log.info("stability of word importances (mean Spearman over draw pairs, per n): %s",
+             draws.groupby("n_a")["spearman"].mean().round(3).to_dict() if len(draws) else "one draw only")
     return phrases, stab

@@ -1,7 +1,9 @@
 """Study 2, PLR learning curves: one row per dataset x embedding model x n per class, mean and
 standard deviation over draws (from every ``curve.csv``), each LLM's zero-shot accuracy as a
 reference column and the smallest n per class at which the PLR mean reaches it (from the
-zero-shot ``metrics.json``), and the PLR's top phrases (from ``phrases.csv``). Rule ``plr_table``.
+zero-shot ``metrics.json``), how stable the PLR's word importances are at that n (from
+``stability.csv``: between draws, and against the previous n), and the PLR's top phrases (from
+``phrases.csv``). Rule ``plr_table``.
 
 Every row names its source run: the config hash, the embedding model's path, the PLR seed and
 the ``curve.csv`` (and zero-shot files) it was read from.
@@ -16,7 +18,7 @@ from typing import Sequence
 import pandas as pd
 
 from ..errors import DataError
-from ..files import PHRASE_COLUMNS, read_curve, read_metrics, read_phrases
+from ..files import PHRASE_COLUMNS, read_curve, read_metrics, read_phrases, read_stability
 from ..plr.curve import curve_summary, smallest_n_reaching
 from ..provenance import config_hash
 from .render import Document, fmt, write_report
@@ -25,9 +27,14 @@ log = logging.getLogger("explainbench.report")
 
 BASE_COLUMNS = ["dataset", "model", "n_per_class", "n_draws", "accuracy_mean", "accuracy_std",
                 "macro_f1_mean", "macro_f1_std", "C_median"]
+STABILITY_COLUMNS = ["stability_draws", "stability_vs_previous_n"]
 PLR_INTRO = ("Penalised logistic regression on frozen embeddings, trained on n examples per class (mean ± sd "
              "over random draws), against each LLM's zero-shot next-token accuracy on the same test split. "
-             "'n reaching' is the smallest n per class whose mean PLR accuracy is at least the zero-shot accuracy.")
+             "'n reaching' is the smallest n per class whose mean PLR accuracy is at least the zero-shot accuracy. "
+             "Stability (explained models): the Spearman rank correlation of the word importances (each word's mean "
+             "occlusion contribution over the explained test texts), mean over pairs of draws at that n and over "
+             "labels ('between draws'), and between the importances at that n and at the previous n, averaged over "
+             "draws ('vs previous n').")
 
 
 def zeroshot_column(llm: str) -> str:
@@ -73,16 +80,37 @@ def _curve_rows(curve: pd.DataFrame, refs: dict[str, tuple[float, str]], llms: l
     return rows
 
 
+def stability_by_n(stability_paths: Sequence[str | Path]) -> pd.DataFrame:
+    """Per dataset x model x n per class: ``stability_draws`` (mean Spearman over the pairs of draws
+    and the labels at that n) and ``stability_vs_previous_n`` (mean over labels of the Spearman
+    between that n and the previous n of the grid)."""
+    frames = [df for df in (read_stability(p) for p in stability_paths) if not df.empty]
+    keys = ["dataset", "model", "n_per_class"]
+    if not frames:
+        return pd.DataFrame(columns=keys + STABILITY_COLUMNS)
+    df = pd.concat(frames, ignore_index=True)
+    draws = (df[df["comparison"] == "draws"].groupby(["dataset", "model", "n_a"])["spearman"].mean()
+             .rename("stability_draws"))
+    by_n = (df[df["comparison"] == "n"].groupby(["dataset", "model", "n_b"])["spearman"].mean()
+            .rename("stability_vs_previous_n"))
+    draws.index = draws.index.set_names(keys)
+    by_n.index = by_n.index.set_names(keys)
+    return pd.concat([draws, by_n], axis=1).reset_index()
+
+
 def plr_table(curve_paths: Sequence[str | Path], zeroshot_paths: Sequence[str | Path] = (), *,
-              config_hash: str, model_paths: dict[str, str] | None = None, seed: int | None = None) -> pd.DataFrame:
+              config_hash: str, model_paths: dict[str, str] | None = None, seed: int | None = None,
+              stability_paths: Sequence[str | Path] = ()) -> pd.DataFrame:
     """One row per dataset x embedding model x n per class: mean and standard deviation of
-    accuracy and macro-F1 over draws, the median chosen C, and per zero-shot LLM of that
+    accuracy and macro-F1 over draws, the median chosen C, per zero-shot LLM of that
     dataset its accuracy (``zeroshot_accuracy_<llm>``) and the smallest n per class at which
-    the PLR mean accuracy reaches it (``n_per_class_reaching_<llm>``; empty if never)."""
+    the PLR mean accuracy reaches it (``n_per_class_reaching_<llm>``; empty if never), and the
+    stability of the word importances at that n (:func:`stability_by_n`; empty for a model
+    that is not explained)."""
     zeroshot = _zeroshot_references(zeroshot_paths)
     llms = list(dict.fromkeys(llm for d in zeroshot.values() for llm in d))
     columns = (BASE_COLUMNS + [c for llm in llms for c in (zeroshot_column(llm), reach_column(llm))]
-               + ["config_hash", "model_path", "seed", "source", "zeroshot_sources"])
+               + STABILITY_COLUMNS + ["config_hash", "model_path", "seed", "source", "zeroshot_sources"])
     if not curve_paths:
         return pd.DataFrame(columns=columns)
     rows = []
@@ -96,8 +124,11 @@ def plr_table(curve_paths: Sequence[str | Path], zeroshot_paths: Sequence[str | 
     dup = out[out.duplicated(["dataset", "model", "n_per_class"], keep=False)]
     if len(dup):
         raise DataError(f"{sorted(set(dup['source']))}: the same dataset/model curve is given twice")
-    out = out.sort_values(["dataset", "model", "n_per_class"], kind="stable").reset_index(drop=True)
     out["n_per_class"] = out["n_per_class"].astype(int)
+    stab = stability_by_n(stability_paths)
+    stab["n_per_class"] = stab["n_per_class"].astype(int)
+    out = out.merge(stab, on=["dataset", "model", "n_per_class"], how="left")
+    out = out.sort_values(["dataset", "model", "n_per_class"], kind="stable").reset_index(drop=True)
     out["n_draws"] = out["n_draws"].astype(int)
     for llm in llms:
         out[reach_column(llm)] = out[reach_column(llm)].astype("Int64")
@@ -137,6 +168,12 @@ def plr_findings(table: pd.DataFrame) -> list[str]:
         if not zeroshot_llms(group):
             out.append(f"{dataset}: PLR on {model} embeddings: best mean accuracy {best['accuracy_mean']:.3f} "
                        f"at n = {int(best['n_per_class'])} per class (no zero-shot reference configured)")
+        stable = group.dropna(subset=["stability_draws"]) if "stability_draws" in group else group.iloc[:0]
+        if len(stable):
+            first, last = stable.iloc[0], stable.iloc[-1]
+            out.append(f"{dataset}: the word importances of PLR on {model} correlate {fmt(first['stability_draws'])} "
+                       f"between draws at n = {int(first['n_per_class'])} per class and {fmt(last['stability_draws'])} "
+                       f"at n = {int(last['n_per_class'])} (Spearman, mean over draw pairs)")
     return out
 
 
@@ -152,6 +189,8 @@ def plr_display(table: pd.DataFrame) -> pd.DataFrame:
     for llm in zeroshot_llms(table):
         cols[f"{llm} zero-shot acc."] = [fmt(v) for v in table[zeroshot_column(llm)]]
         cols[f"n reaching {llm}"] = ["–" if pd.isna(v) else str(int(v)) for v in table[reach_column(llm)]]
+    cols["word-rank stability between draws"] = [fmt(v) for v in table["stability_draws"]]
+    cols["word-rank stability vs previous n"] = [fmt(v) for v in table["stability_vs_previous_n"]]
     cols.update(config_hash=table["config_hash"], model_path=table["model_path"],
                 seed=["–" if pd.isna(s) else str(int(s)) for s in table["seed"]])
     return pd.DataFrame(cols)
@@ -161,8 +200,10 @@ def write_plr(table: pd.DataFrame, csv: str | Path, md: str | Path, html_path: s
               phrases: pd.DataFrame | None = None) -> None:
     sections = [("Learning curves", plr_display(table))]
     if phrases is not None and not phrases.empty:
-        sections.append(("Top phrases of the PLR (largest mean contribution to each label)",
-                         phrases[["dataset", "model", "label", "rank", "phrase", "mean_contribution", "count"]]))
+        sections.append(("Top phrases of the PLR (largest mean contribution to each label over the explained texts "
+                         "and draws; sd over draws; count: occurrences in the explained texts)",
+                         phrases[["dataset", "model", "label", "rank", "phrase", "mean_contribution", "sd_over_draws",
+                                  "count"]]))
     write_report(table, Document("PLR learning curves", PLR_INTRO, plr_findings(table), sections), csv, md, html_path)
 
 
@@ -172,7 +213,8 @@ def run(job) -> pd.DataFrame:
     curves = list(job.input["curves"])
     model_paths = {name: spec["path"] for name, spec in job.settings["models"].items()}
     table = plr_table(curves, list(job.input["zeroshot"]), config_hash=config_hash(job.config),
-                      model_paths=model_paths, seed=job.settings["seed"])
+                      model_paths=model_paths, seed=job.settings["seed"],
+                      stability_paths=list(job.input.get("stability", [])))
     phrases = top_phrases(list(job.input["phrases"]), top=job.settings["top_phrases"])
     write_plr(table, job.output["csv"], job.output["md"], job.output["html"], phrases=phrases)
     log.info("PLR: %d rows from %d curves -> %s", len(table), len(curves), job.output["csv"])

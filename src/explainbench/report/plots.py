@@ -4,6 +4,8 @@ so a figure always shows exactly what its table says). Each is saved as PNG and 
 - :func:`plot_learning_curves`: PLR accuracy over examples per class for one dataset, one
   line per embedding model with a band of ±1 standard deviation over draws, and a horizontal
   line per LLM at its zero-shot accuracy.
+- :func:`plot_stability`: for one dataset, the Spearman correlation of the PLR's word importances
+  between draws and against the previous n, over examples per class, one colour per explained model.
 - :func:`plot_classification`: macro-F1 by explanation condition for one dataset (mean ± sd
   over folds and seeds), and the paired difference from ``none`` pooled over folds with its
   95% interval.
@@ -59,17 +61,34 @@ def _rows_for(table: pd.DataFrame, column: str, value: str, what: str, source: s
     return rows
 
 
+def _per_model(rows: pd.DataFrame):
+    """(model, its rows by ascending n per class, x = n per class, colour) for each model of a PLR table."""
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (model, g) in enumerate(rows.groupby("model", sort=True)):
+        g = g.sort_values("n_per_class")
+        yield model, g, g["n_per_class"].to_numpy(float), colours[i % len(colours)]
+
+
+def _n_axis(ax, rows: pd.DataFrame, ylabel: str, title: str) -> None:
+    """The x axis of n per class (log 2, the grid's n as ticks), labels, grid and legend."""
+    ns = sorted(rows["n_per_class"].unique())
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ns)
+    ax.set_xticklabels([str(n) for n in ns])
+    ax.set_xlabel("labelled examples per class")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+
+
 def plot_learning_curves(table: pd.DataFrame, dataset: str, png: str | Path, svg: str | Path,
                          source: str = "PLR table") -> None:
     rows = _rows_for(table, "dataset", dataset, "learning curves", source)
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, (model, g) in enumerate(rows.groupby("model", sort=True)):
-        g = g.sort_values("n_per_class")
-        x = g["n_per_class"].to_numpy(float)
+    for model, g, x, c in _per_model(rows):
         mean = g["accuracy_mean"].to_numpy(float)
         sd = np.nan_to_num(g["accuracy_std"].to_numpy(float))
-        c = colours[i % len(colours)]
         ax.plot(x, mean, marker="o", color=c, label=f"PLR on {model} (mean over {int(g['n_draws'].max())} draws)")
         ax.fill_between(x, mean - sd, mean + sd, color=c, alpha=0.2, linewidth=0)
     for j, llm in enumerate(zeroshot_llms(rows)):
@@ -77,16 +96,29 @@ def plot_learning_curves(table: pd.DataFrame, dataset: str, png: str | Path, svg
         if isinstance(acc, float) and math.isfinite(acc):
             ax.axhline(acc, color="0.25", linestyle=["--", ":", "-."][j % 3], linewidth=1.2,
                        label=f"{llm} zero-shot ({acc:.3f})")
-    ns = sorted(rows["n_per_class"].unique())
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(ns)
-    ax.set_xticklabels([str(n) for n in ns])
-    ax.set_xlabel("labelled examples per class")
-    ax.set_ylabel("test accuracy")
     ax.set_ylim(0, 1.02)
-    ax.set_title(f"{dataset}: PLR learning curves (band: ±1 sd over draws)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    _n_axis(ax, rows, "test accuracy", f"{dataset}: PLR learning curves (band: ±1 sd over draws)")
+    _save(fig, png, svg)
+
+
+def plot_stability(table: pd.DataFrame, dataset: str, png: str | Path, svg: str | Path,
+                   source: str = "PLR table") -> None:
+    """How stable the PLR's word importances are over n per class for one dataset: per explained
+    model, the Spearman correlation between draws at each n (solid) and against the previous n
+    (dashed), from the PLR table's ``stability_draws`` and ``stability_vs_previous_n``."""
+    rows = _rows_for(table, "dataset", dataset, "explanation stability", source)
+    rows = rows[rows["stability_draws"].notna() | rows["stability_vs_previous_n"].notna()]
+    if rows.empty:
+        raise DataError(f"{source}: no stability values for {dataset!r}; is any of its models explained "
+                        "(plr.explain_models)?")
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for model, g, x, c in _per_model(rows):
+        ax.plot(x, g["stability_draws"].to_numpy(float), marker="o", color=c, label=f"{model}: between draws")
+        ax.plot(x, g["stability_vs_previous_n"].to_numpy(float), marker="s", linestyle="--", color=c,
+                label=f"{model}: vs previous n")
+    lowest = float(np.nanmin(rows[["stability_draws", "stability_vs_previous_n"]].to_numpy(float)))
+    ax.set_ylim(min(0.0, lowest - 0.05), 1.02)
+    _n_axis(ax, rows, "Spearman correlation of word importances", f"{dataset}: stability of the PLR's word-level explanations")
     _save(fig, png, svg)
 
 
@@ -238,6 +270,11 @@ def _run(job, plot, wildcard: str, what: str) -> None:
 def run_learning_curves(job) -> None:
     """Rule ``plot_learning_curves``: PLR table -> one dataset's learning curves."""
     _run(job, plot_learning_curves, "dataset", "learning curves")
+
+
+def run_stability(job) -> None:
+    """Rule ``plot_stability``: PLR table -> one dataset's explanation stability over n."""
+    _run(job, plot_stability, "dataset", "explanation stability")
 
 
 def run_classification(job) -> None:

@@ -30,6 +30,11 @@ def accuracy_column(n: int) -> str:
     return f"plr_accuracy_n{n}"
 
 
+def accuracy_columns(frame: pd.DataFrame) -> list[str]:
+    """The frame's :func:`accuracy_column` columns, by ascending n."""
+    return sorted((c for c in frame.columns if c.startswith("plr_accuracy_n")), key=lambda c: int(c[14:]))
+
+
 def _read_infos(paths: Sequence[str | Path]) -> dict[str, dict]:
     out = {}
     for path in paths:
@@ -69,7 +74,7 @@ def findings(table: pd.DataFrame) -> list[str]:
     """In words: per dataset, the fastest and the most accurate (largest n) quantisation, and every
     file whose weights are mostly of another type than the one asked for."""
     out = []
-    n_cols = sorted((c for c in table.columns if c.startswith("plr_accuracy_n")), key=lambda c: int(c[14:]))
+    n_cols = accuracy_columns(table)
     for dataset, group in table.groupby("dataset", sort=False):
         if group["tokens_per_s"].notna().any():
             fast = group.loc[group["tokens_per_s"].idxmax()]
