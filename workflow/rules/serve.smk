@@ -1,0 +1,29 @@
+# One engine start per (model, dataset): a model with `serve: true` (backend vllm) is served by
+# one `vllm serve` per dataset, and every zero-shot and G-Eval job of that model and dataset
+# (each condition, explainer and fold) asks it instead of loading the model. The service file is
+# their input, so Snakemake runs them as one group beside the server and stops the server when
+# the last of them is done; each keeps its own outputs and cache. See explainbench.engines.serve.
+
+
+rule serve_llm:
+    input:
+        model=lambda wc: model_files(wc.model),
+    output:
+        service=service(PATHS["engine_service"]),
+    params:
+        spec=lambda wc: json.dumps(MODELS[wc.model]),
+        python=PYTHON,
+    log:
+        "logs/serve_llm/{dataset}/{model}.log",
+    benchmark:
+        "benchmarks/results/serve_llm/{dataset}/{model}.tsv"
+    threads: 2
+    resources:
+        gpu=lambda wc: model_gpus(wc.model),
+        mem_mb=8000,
+        runtime=30,
+    conda:
+        "../../envs/engines.yaml"
+    shell:  # exec: the server's supervisor is the job's process, so Snakemake's terminate stops it
+        "exec {params.python} -m explainbench.engines.serve {output.service:q} --name {wildcards.model} "
+        "--spec {params.spec:q} > {log:q} 2>&1"
