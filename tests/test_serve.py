@@ -42,11 +42,13 @@ def _start(service: Path, spec: dict, log: Path) -> subprocess.Popen:
 
 def _wait_for(service: Path, proc: subprocess.Popen, log: Path, timeout: float = 900) -> dict:
     deadline = time.time() + timeout
-    while not service.exists():
+    while True:
         assert proc.poll() is None, log.read_text()[-3000:]
         assert time.time() < deadline, log.read_text()[-3000:]
+        where = json.loads(service.read_text()) if service.exists() else {}
+        if where.get("state") == "ready":
+            return where
         time.sleep(1)
-    return json.loads(service.read_text())
 
 
 @pytest.mark.slow

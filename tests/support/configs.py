@@ -18,5 +18,5 @@ def zeroshot_and_judge(default: dict, *, per_class: int = 8, folds: int = 2, ser
     config["finetune"]["datasets"] = []
     config["zeroshot"].update(datasets=["esnli"], classifiers=["smollm2"], conditions=["none", "human", "llm"])
     config["plr"].update(datasets=[], models=[])
-    config["report"]["bootstrap"] = 20
+    config["report"] = dict(config.get("report") or {}, bootstrap=20)
     return config

@@ -186,8 +186,10 @@ def served(name):
 
 
 def engine_service(name, dataset):
-    """The service file of the server of model ``name`` for ``dataset``, for a served model; else nothing."""
-    return [path("engine_service", model=name, dataset=dataset)] if served(name) else []
+    """The service file of the server of model ``name`` for ``dataset``, for a served model; else
+    nothing. Ancient (and never missing, see rule serve_llm): a server started for one job
+    re-runs none of the others."""
+    return [ancient(path("engine_service", model=name, dataset=dataset))] if served(name) else []
 
 
 def engine_threads(name, threads=2):

@@ -3,6 +3,13 @@
 # (each condition, explainer and fold) asks it instead of loading the model. The service file is
 # their input, so Snakemake runs them as one group beside the server and stops the server when
 # the last of them is done; each keeps its own outputs and cache. See explainbench.engines.serve.
+from explainbench.engines.serve import ensure_placeholder
+
+# Between runs each served model's service file says {"state": "stopped"}, so that Snakemake
+# re-runs no consumer because the server runs for another (explainbench.engines.serve).
+for _model in (m for m in MODELS if served(m)):
+    for _dataset in DATASETS:
+        ensure_placeholder(path("engine_service", model=_model, dataset=_dataset))
 
 
 rule serve_llm:
@@ -24,6 +31,7 @@ rule serve_llm:
         runtime=30,
     conda:
         "../../envs/engines.yaml"
-    shell:  # exec: the server's supervisor is the job's process, so Snakemake's terminate stops it
-        "exec {params.python} -m explainbench.engines.serve {output.service:q} --name {wildcards.model} "
-        "--spec {params.spec:q} > {log:q} 2>&1"
+    shell:  # the service file at once (its consumers start now, and wait for "ready" in it); exec: the
+        # server's supervisor is the job's process, so Snakemake's terminate stops it
+        "echo '{{\"state\": \"starting\"}}' > {output.service:q} && exec {params.python} -m explainbench.engines.serve "
+        "{output.service:q} --name {wildcards.model} --spec {params.spec:q} > {log:q} 2>&1"

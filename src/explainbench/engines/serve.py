@@ -13,6 +13,15 @@ engines do: label scores come from next-token requests with ``logprob_token_ids`
 completions extension), the prompt once and each later option token on the prompt plus the
 option's earlier tokens, which the server's prefix cache answers from the cached prompt.
 
+Snakemake starts the server and its consumers at the same time and checks only that the service
+file exists, so the rule writes ``{"state": "starting"}`` first; this process adds the address
+once the server answers (``"ready"``), or the error (``"failed"``), and the consumers wait for it.
+
+Between runs the service file holds ``{"state": "stopped"}`` (:func:`ensure_placeholder`, when
+the workflow is read): the consumers take it as an ``ancient()`` input, and Snakemake re-runs
+the consumers of a job that runs unless their input from it is ancient *and exists*. So the
+server that one re-run condition needs does not re-run the model's other conditions.
+
 Command line (what the rule runs; it ``exec``s this, so Snakemake's terminate reaches it)::
 
     python -m explainbench.engines.serve SERVICE_FILE --name smollm2 --spec '{"path": ..., ...}'
@@ -83,8 +92,8 @@ def wait_until_ready(base: str, proc: subprocess.Popen, name: str, timeout_s: fl
 
 
 def serve(service_file: str | Path, spec: dict, name: str) -> int:
-    """Start the server, write ``{"api_base", "model", "name"}`` to ``service_file`` once it answers,
-    and keep it up until this process is terminated (Snakemake does so when the group's last
+    """Start the server, write ``{"api_base", "model", "name", "state"}`` to ``service_file``
+    (``"ready"`` once it answers), and keep it up until this process is terminated (Snakemake does so when the group's last
     consumer is done). Returns the exit status."""
     port = free_port()
     env = dict(os.environ)
@@ -103,17 +112,59 @@ def serve(service_file: str | Path, spec: dict, name: str) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     base = f"http://127.0.0.1:{port}/v1"
+    where = {"api_base": base, "model": spec["path"], "name": name, "log": _log_name()}
+    _write_state(service_file, where, "starting")
     try:
         seconds = wait_until_ready(base, proc, name)
-    except BaseException:
+    except BaseException as err:
+        _write_state(service_file, dict(where, error=str(err)), "failed")
         _reap(proc)
         raise
-    Path(service_file).parent.mkdir(parents=True, exist_ok=True)
-    Path(service_file).write_text(json.dumps({"api_base": base, "model": spec["path"], "name": name}) + "\n")
+    _write_state(service_file, where, "ready")
     log.info("serving %s at %s (ready in %.0f s)", name, base, seconds)
     code = _reap(proc)
     log.info("the %s server stopped (exit %s)", name, code)
     return 0
+
+
+def ensure_placeholder(service_file: str | Path) -> None:
+    """A stopped server's service file, where none is (see the module's docstring)."""
+    if not Path(service_file).exists():
+        _write_state(service_file, {}, "stopped")
+
+
+def _write_state(service_file: str | Path, where: dict, state: str) -> None:
+    path = Path(service_file)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(dict(where, state=state)) + "\n")
+    tmp.replace(path)  # atomic: a consumer never reads half a file
+
+
+def _log_name() -> str:
+    """Where this process writes (the rule's log), for the consumers' error messages."""
+    try:
+        return os.readlink("/proc/self/fd/2")
+    except OSError:
+        return "the serve_llm job's log"
+
+
+def read_service(service_file: str | Path, name: str, timeout_s: float = READY_TIMEOUT_S) -> dict:
+    """The server's address from ``service_file``, once its server answers (the consumers' side)."""
+    t0 = time.time()
+    while True:
+        try:
+            where = json.loads(Path(service_file).read_text())
+        except (OSError, ValueError):
+            where = {"state": "starting"}
+        if where.get("state") == "ready":  # (else "starting", or "stopped" until the rule's job overwrites it)
+            return where
+        if where.get("state") == "failed":
+            raise BackendError(f"model {name!r}: its server did not start ({where.get('error')}); see "
+                               f"{where.get('log')}")
+        if time.time() - t0 > timeout_s:
+            raise BackendError(f"model {name!r}: its server ({service_file}) was not ready within {timeout_s:.0f} s")
+        time.sleep(1)
 
 
 def _reap(proc: subprocess.Popen, grace_s: float = 60) -> int:
@@ -130,10 +181,12 @@ def _reap(proc: subprocess.Popen, grace_s: float = 60) -> int:
 
 def served_backend(spec: dict, name: str, service_file: str | Path):
     """The :class:`OpenAIBackend` of a model that rule ``serve_llm`` serves (address in
-    ``service_file``): the model's local tokenizer renders prompts; label scores are exact."""
+    ``service_file``, waited for until its server answers): the model's local tokenizer renders
+    prompts; label scores are exact."""
     from .openai import OpenAIBackend
 
-    where = json.loads(Path(service_file).read_text())
+    where = read_service(service_file, name)
+    log.info("asking %s's server at %s", name, where["api_base"])
     backend = OpenAIBackend(dict(spec, backend="openai", api_base=where["api_base"], path=where["model"],
                                  api_key_env="EXPLAINBENCH_SERVE_API_KEY"), name)  # no key: a local server
     backend.label_scoring = "steps"
