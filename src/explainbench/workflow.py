@@ -104,12 +104,6 @@ class Job:
     def wildcard_int(self, name: str) -> int:
         return int(self.wildcards[name])
 
-    def optional_input(self, name: str) -> str | None:
-        """The one file of a named input that holds one file or none (e.g. a server's service file)."""
-        value = self.input.get(name)
-        files = [value] if isinstance(value, str) else list(value or [])
-        return str(files[0]) if files else None
-
 
 def run_script(stage: str, smk) -> Any:
     """What every script does: ``explainbench.<stage>.run(job)`` (``stage`` may name another

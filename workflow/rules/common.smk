@@ -9,6 +9,7 @@ from snakemake.settings.types import DeploymentMethod
 from explainbench.config import QUANT_TYPES, explanation_source, is_file_explainer, result_keys
 from explainbench.data import official_fold_files
 from explainbench.engines.gguf import QUANTIZED_GGUF, QUANTIZED_INFO
+from explainbench.engines.serve import SERVICE_FILE, ensure_placeholder
 from explainbench.prompts import dataset_template_path
 from explainbench.provenance import config_hash
 from explainbench.splits import check_changed_data
@@ -67,7 +68,7 @@ PATHS = {
     "quantized_gguf": QUANTIZED_GGUF,  # results/models/{model}/{quantization}.gguf (backend llamacpp)
     "quantized_info": QUANTIZED_INFO,
     "generation_speed": "results/speed/{dataset}/speed.csv",
-    "engine_service": "results/engines/{dataset}/{model}.service.json",  # while rule serve_llm runs
+    "engine_service": SERVICE_FILE,  # results/engines/{dataset}/{model}.service.json (rule serve_llm)
     "table": "results/tables/{table}.{ext}",
     "plot": "results/plots/{plot}.{ext}",
 }

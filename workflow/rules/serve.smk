@@ -3,7 +3,6 @@
 # (each condition, explainer and fold) asks it instead of loading the model. The service file is
 # their input, so Snakemake runs them as one group beside the server and stops the server when
 # the last of them is done; each keeps its own outputs and cache. See explainbench.engines.serve.
-from explainbench.engines.serve import ensure_placeholder
 
 # Between runs each served model's service file says {"state": "stopped"}, so that Snakemake
 # re-runs no consumer because the server runs for another (explainbench.engines.serve).

@@ -46,6 +46,15 @@ from .base import BackendError, note_engine_start
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT_S = 1800  # a 70B model on 4 GPUs can take many minutes to load
+SERVICE_FILE = "results/engines/{dataset}/{model}.service.json"  # rule serve_llm's output (PATHS)
+
+
+def service_file(config: dict, model: str | None, dataset: str) -> str | None:
+    """The service file of ``model``'s server for ``dataset`` (relative to the workflow's
+    directory, where jobs run), for a served model (``serve: true``); else None."""
+    if not model or not config["models"][model]["serve"]:
+        return None
+    return SERVICE_FILE.format(dataset=dataset, model=model)
 
 
 def free_port() -> int:

@@ -28,6 +28,7 @@ import pandas as pd
 from ..config import result_keys
 from ..engines import open_backend
 from ..engines.checkpoint import Checkpoint, job_checkpoint
+from ..engines.serve import service_file
 from ..errors import DataError
 from ..files import CORPUS_COLUMNS, read_explanation_rows, write_corpus
 from ..io import write_csv
@@ -70,8 +71,8 @@ def _spread(values: np.ndarray, keep: np.ndarray, n: int) -> np.ndarray:
 
 
 def score_explanations(records: Sequence[dict], hyps: Sequence[str], refs: Sequence[Sequence[str]],
-                       config: dict, dataset: str, checkpoint: Checkpoint | None = None,
-                       judge_service: str | None = None) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
+                       config: dict, dataset: str, checkpoint: Checkpoint | None = None
+                       ) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
     """Score explanations ``hyps`` of ``records`` against their human references ``refs``.
 
     ``config`` is the validated config: its ``quality`` section says which metrics run and with
@@ -81,8 +82,8 @@ def score_explanations(records: Sequence[dict], hyps: Sequence[str], refs: Seque
     per-example scores (metric -> one value per example) and the corpus figures (metric ->
     value, interval, n). The engines run one after another (BERTScore, MAUVE features, the
     G-Eval judge), each freed before the next starts. With a ``checkpoint``, each engine's
-    answers are kept there (and read from there on a second try). ``judge_service``: the file of
-    the judge's rule-serve_llm server (a served judge, ``serve: true``), asked instead of loading it.
+    answers are kept there (and read from there on a second try). A served judge (``serve: true``)
+    is asked through its rule-serve_llm server for ``dataset`` instead of being loaded.
     """
     quality, models = config["quality"], config["models"]
     checkpoint = checkpoint or Checkpoint(None)
@@ -124,7 +125,8 @@ def score_explanations(records: Sequence[dict], hyps: Sequence[str], refs: Seque
     if quality["judge"]:
         spec = config["datasets"][dataset]
         template = load_geval_template(config["prompts_dir"], prompt_folder(dataset, spec), spec["task"])
-        with open_backend(models[quality["judge"]], quality["judge"], service=judge_service) as engine:
+        service = service_file(config, quality["judge"], dataset)
+        with open_backend(models[quality["judge"]], quality["judge"], service=service) as engine:
             judge = checkpoint.wrap(engine)
             per.update(geval_scores(judge, template, records, hyps, criteria=quality["geval"]["criteria"],
                                     labels=spec["labels"]))
@@ -158,8 +160,7 @@ def run(job) -> pd.DataFrame:
              job.model, identity["shots"], identity["seed"], len(hyps), sum(1 for r in refs if r),
              float(np.mean([len(r) for r in refs if r] or [0])))
     with job_checkpoint(job.output["per_example"]) as checkpoint:
-        per, corpus = score_explanations(records, hyps, refs, job.config, job.dataset, checkpoint,
-                                         judge_service=job.optional_input("judge_service"))
+        per, corpus = score_explanations(records, hyps, refs, job.config, job.dataset, checkpoint)
         flags = np.array([bool(row.get("states_label")) for row in rows], dtype=float)
         per["states_label"] = flags
         corpus["states_label"] = metrics.summary(flags, bootstrap=job.config["quality"]["bootstrap"])
