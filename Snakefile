@@ -41,6 +41,7 @@ include: "workflow/rules/finetune.smk"
 include: "workflow/rules/zeroshot.smk"
 include: "workflow/rules/plr.smk"
 include: "workflow/rules/quantize.smk"
+include: "workflow/rules/serve.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -66,6 +66,17 @@ def minilm_path() -> Path:
     return _demo_model("all-MiniLM-L6-v2")
 
 
+@pytest.fixture(scope="module")
+def esnli_prompt_records(esnli_path):
+    """Twelve real e-SNLI pairs (four a label): six prompts without, six with the human explanation."""
+    from explainbench.classify.conditions import attach_explanations
+    from explainbench.data import load_records
+    from explainbench.splits import sample_per_class
+
+    records = sample_per_class(load_records(esnli_path, format="esnli", labels=ESNLI_LABELS), 4, 1)
+    return attach_explanations(records[:6], "none"), attach_explanations(records[6:], "human")
+
+
 @pytest.fixture(scope="session")
 def smollm2_vllm(smollm2_path):
     """One vLLM backend of the real SmolLM2 for the whole session (its engine starts on first use;

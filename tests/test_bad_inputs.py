@@ -271,7 +271,7 @@ def _config(**changes) -> dict:
 
     config = copy.deepcopy(DEFAULT)
     config["datasets"]["mine"] = {"format": "jsonl", "path": "-", "labels": NLI}
-    config["models"]["smollm2"].update(backend="transformers", **changes.pop("model", {}))
+    config["models"]["smollm2"].update(backend="transformers", serve=False, **changes.pop("model", {}))
     for key, value in changes.items():
         _set(key, value)(config)
     return validate_config(config)

@@ -7,12 +7,9 @@ import numpy as np
 import pytest
 
 from conftest import ESNLI_LABELS
-from explainbench.classify.conditions import attach_explanations
 from explainbench.classify.zeroshot import answer_options, build_prompts, verbalizers
-from explainbench.data import load_records
 from explainbench.engines.base import option_scores, option_steps
 from explainbench.prompts import load_template
-from explainbench.splits import sample_per_class
 from support.reference_scoring import sequence_logprobs
 
 from test_zeroshot import PROMPTS
@@ -27,13 +24,6 @@ def test_option_steps_ask_each_prefix_once_and_the_scores_sum_by_the_chain_rule(
     assert option_steps(options) == [((), [5, 9]), ((5,), [7, 8]), ((5, 7), [2])]
     found = {(): [{5: -1.0, 9: -2.0}], (5,): [{7: -0.5, 8: -3.0}], (5, 7): [{2: -0.25}]}
     np.testing.assert_allclose(option_scores(options, found, 1), [[-1.5, -2.0, -4.0, -1.75]])
-
-
-@pytest.fixture(scope="module")
-def esnli_prompt_records(esnli_path):
-    """Twelve real e-SNLI pairs (four a label): six prompts without, six with the human explanation."""
-    records = sample_per_class(load_records(esnli_path, format="esnli", labels=ESNLI_LABELS), 4, 1)
-    return attach_explanations(records[:6], "none"), attach_explanations(records[6:], "human")
 
 
 def _scores(backend, records):

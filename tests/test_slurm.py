@@ -32,16 +32,17 @@ def cluster():
 
 
 def _submissions(log: str) -> dict[str, str]:
-    """SLURM job id -> the sbatch call that made it (from the executor's --verbose log)."""
+    """SLURM job id -> the sbatch call that made it (from the executor's --verbose log). A group
+    job (a served model's server and the jobs that ask it) is one submission, named by its group."""
     calls = re.findall(r"^sbatch call: (.*)$", log, re.M)
-    ids = re.findall(r"has been submitted with SLURM jobid (\d+) \(log: .*?/(rule_[^/]+)/", log)
-    by_rule: dict[str, list[str]] = {}
+    ids = re.findall(r"has been submitted with SLURM jobid (\d+) \(log: .*?/(?:rule|group)_([^/]+)/", log)
+    by_name: dict[str, list[str]] = {}
     for call in calls:
-        rule = re.search(r"--comment (rule_[A-Za-z0-9_]+?)(?:_wildcards_\S*)?\s", call).group(1)
-        by_rule.setdefault(rule, []).append(call)
+        name = re.search(r"--comment rule_([A-Za-z0-9_.-]+?)(?:_wildcards_\S*)?\s", call).group(1)
+        by_name.setdefault(name, []).append(call)
     out = {}
-    for jobid, rule in ids:
-        out[jobid] = by_rule[rule].pop(0)
+    for jobid, name in ids:
+        out[jobid] = by_name[name].pop(0)
     return out
 
 
@@ -68,15 +69,18 @@ def test_the_default_config_runs_to_the_end_through_sbatch(cluster, default_run)
     # every job that runs something went through sbatch (rule `all` only gathers its inputs)
     planned = [j for j in default_run.planned if j.rule != "all"]
     # (the default reads the shipped e-SNLI sample, so no demo_data job is in it)
-    assert {j.rule for j in planned} >= {"prepare_data", "explain", "score_explanations", "finetune",
+    assert {j.rule for j in planned} >= {"prepare_data", "explain", "serve_llm", "score_explanations", "finetune",
                                          "zeroshot", "embed", "plr_curve", "plr_explain", "quality_table",
                                          "classification_table", "plr_table", "plot_learning_curves"}
+    # SmolLM2 is served (serve: true): its server, zero-shot and G-Eval jobs are one group, one sbatch
+    served = [j for j in planned if j.rule in ("serve_llm", "zeroshot", "score_explanations")]
+    assert [j.rule for j in served].count("serve_llm") == 1
     submitted = _submissions(log)
-    assert len(submitted) == len(planned), log[-4000:]
+    assert len(submitted) == len(planned) - len(served) + 1, log[-4000:]
     for call in submitted.values():
         assert f"-p {partition}" in call, call
         assert "--gpus" not in call, call  # gpu_rules_use_gpus is false by default
-    assert len(list((workdir / "logs" / "slurm").rglob("*.log"))) == len(planned)
+    assert len(list((workdir / "logs" / "slurm").rglob("*.log"))) == len(submitted)
     finished = _jobcomp(workdir)
     assert set(submitted) <= set(finished), f"submitted {sorted(submitted)}, SLURM recorded {sorted(finished)}"
     for jobid in submitted:

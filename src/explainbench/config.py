@@ -294,6 +294,9 @@ def _check_references(config: dict) -> None:
     for name, model in models.items():
         if model["backend"] == "openai" and not model.get("api_base"):
             problems.append(f"config key models.{name}.api_base: required when backend is openai")
+        if model["serve"] and (model["backend"] != "vllm" or model["kind"] != "causal"):
+            problems.append(f"config key models.{name}.serve: serves a causal model with backend vllm "
+                            f"(vllm serve), not a {model['kind']} with backend {model['backend']!r}")
         if model["kind"] == "encoder" and model["backend"] != "transformers":
             problems.append(f"config key models.{name}.backend: an encoder runs with transformers, not {model['backend']!r}")
         problems += [p for p in [quant_type_problem(name, model.get("quantization"), model["backend"])] if p]

@@ -356,6 +356,21 @@ def run_snakemake(workdir: str | Path, args: Sequence[str], *, timeout: float | 
     return proc
 
 
+# what an engine writes to its job's log when it loads a model (explainbench.engines.serve, .vllm)
+ENGINE_START = re.compile(r"engine start: |started vLLM \w+ engine for ")
+
+
+def engine_starts(root: str | Path) -> dict[str, int]:
+    """vLLM engine starts per rule in a run's job logs (``logs/<rule>/...``); a log is rewritten each run."""
+    starts: dict[str, int] = {}
+    for log in sorted((Path(root) / "logs").rglob("*.log")):
+        n = len(ENGINE_START.findall(log.read_text(errors="replace")))
+        if n:
+            rule = log.relative_to(Path(root) / "logs").parts[0]
+            starts[rule] = starts.get(rule, 0) + n
+    return starts
+
+
 def scheduler_problem() -> str | None:
     """Why no SLURM job could run here now (no client, no controller, no usable node), or None."""
     if shutil.which("sbatch") is None or shutil.which("scontrol") is None:

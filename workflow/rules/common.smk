@@ -1,10 +1,15 @@
 # Config-derived lists, path templates and input functions. Rules hold no logic beyond calls
 # to these; every result path is declared once, in PATHS, for outputs and targets alike.
+import json
 import re
+import sys
+
+from snakemake.settings.types import DeploymentMethod
 
 from explainbench.config import QUANT_TYPES, explanation_source, is_file_explainer, result_keys
 from explainbench.data import official_fold_files
 from explainbench.engines.gguf import QUANTIZED_GGUF, QUANTIZED_INFO
+from explainbench.engines.serve import SERVICE_FILE, ensure_placeholder
 from explainbench.prompts import dataset_template_path
 from explainbench.provenance import config_hash
 from explainbench.splits import check_changed_data
@@ -63,6 +68,7 @@ PATHS = {
     "quantized_gguf": QUANTIZED_GGUF,  # results/models/{model}/{quantization}.gguf (backend llamacpp)
     "quantized_info": QUANTIZED_INFO,
     "generation_speed": "results/speed/{dataset}/speed.csv",
+    "engine_service": SERVICE_FILE,  # results/engines/{dataset}/{model}.service.json (rule serve_llm)
     "table": "results/tables/{table}.{ext}",
     "plot": "results/plots/{plot}.{ext}",
 }
@@ -169,6 +175,28 @@ def examples_file(dataset):
 def demonstrations(wc):
     """Fixed demonstrations the data stage reserves for a dataset (0: none): a param of prepare_data."""
     return demonstration_count(config, wc.dataset)
+
+
+# the Python that runs explainbench in a shell rule: the conda env's with --use-conda, else Snakemake's
+PYTHON = "python" if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method else sys.executable
+
+
+def served(name):
+    """Whether a model's zero-shot and G-Eval jobs ask one rule-serve_llm server (models.<name>.serve)."""
+    return bool(name) and MODELS[name]["serve"]
+
+
+def engine_service(name, dataset):
+    """The service file of the server of model ``name`` for ``dataset``, for a served model; else
+    nothing. Ancient (and never missing, see rule serve_llm): a server started for one job
+    re-runs none of the others."""
+    return [ancient(path("engine_service", model=name, dataset=dataset))] if served(name) else []
+
+
+def engine_threads(name, threads=2):
+    """A job that asks a served model's server computes nothing itself (0 threads: Snakemake runs
+    a group's jobs beside the server, and the server holds the cores); others get ``threads``."""
+    return 0 if served(name) else threads
 
 
 def model_gpus(name):

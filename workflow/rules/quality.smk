@@ -8,6 +8,7 @@ rule score_explanations:
         explanations=PATHS["explanations"],
         examples=lambda wc: examples_file(wc.dataset),
         judge=quality_model_files("judge"),
+        judge_service=lambda wc: engine_service(quality_model("judge"), wc.dataset),
         bertscore=quality_model_files("bertscore"),
         mauve=quality_model_files("mauve"),
         geval_template=lambda wc: prompt_file(wc.dataset, "geval") if quality_model("judge") else [],
@@ -24,9 +25,9 @@ rule score_explanations:
         "logs/score_explanations/{dataset}/fold{fold}/{model}/{shots}shot/seed{seed}.log",
     benchmark:
         "benchmarks/results/score_explanations/{dataset}/fold{fold}/{model}/{shots}shot/seed{seed}.tsv"
-    threads: 2
+    threads: engine_threads(quality_model("judge"))
     resources:
-        gpu=model_gpus(quality_model("judge")) if quality_model("judge") else 0,
+        gpu=model_gpus(quality_model("judge")) if quality_model("judge") and not served(quality_model("judge")) else 0,
         mem_mb=8000,
         runtime=120,
     conda:

@@ -1,6 +1,7 @@
 # Study 1, part 2b (and the Study 2 baseline, fold 0): an LLM classifies each fold's test
 # examples zero-shot, with no / human / LLM explanation in the prompt. The answer is read from
-# the label tokens' log-probabilities.
+# the label tokens' log-probabilities. A served model (serve: true) is asked through its
+# serve_llm server: one engine start for all conditions and folds of a dataset.
 
 
 rule zeroshot:
@@ -9,6 +10,7 @@ rule zeroshot:
         explanations=condition_inputs,
         template=lambda wc: prompt_file(wc.dataset, "classify"),
         model=lambda wc: model_files(wc.model),
+        service=lambda wc: engine_service(wc.model, wc.dataset),
     output:
         predictions=PATHS["zeroshot_predictions"],
         metrics=PATHS["zeroshot_metrics"],
@@ -21,9 +23,9 @@ rule zeroshot:
         "logs/zeroshot/{dataset}/fold{fold}/{model}/{condition}.log",
     benchmark:
         "benchmarks/results/zeroshot/{dataset}/fold{fold}/{model}/{condition}.tsv"
-    threads: 2
+    threads: lambda wc: engine_threads(wc.model)
     resources:
-        gpu=lambda wc: model_gpus(wc.model),
+        gpu=lambda wc: 0 if served(wc.model) else model_gpus(wc.model),
         mem_mb=8000,
         runtime=120,
     conda:

@@ -180,11 +180,15 @@ def classify(backend, records: list[dict], template: dict, words: dict[str, str]
 def run(job) -> dict:
     """Rule zeroshot: the LLM ``job.model`` classifies the test split (:func:`classify_job`).
     Its answers are checkpointed beside the outputs until both are written, so a job that dies
-    asks the engine only for the batches it had not answered."""
+    asks the engine only for the batches it had not answered. A served model (``serve: true``)
+    is asked through its rule-serve_llm server (the job's input ``service``) instead of being loaded."""
     from ..engines import open_backend
     from ..engines.checkpoint import job_checkpoint
+    from ..engines.serve import service_file
 
-    with job_checkpoint(job.output["predictions"]) as checkpoint, open_backend(job.model_spec, job.model) as backend:
+    service = service_file(job.config, job.model, job.dataset)
+    with job_checkpoint(job.output["predictions"]) as checkpoint, \
+            open_backend(job.model_spec, job.model, service=service) as backend:
         engine = checkpoint.wrap(backend)
         metrics = classify_job(engine, job)
         log.info("%s", engine.report())

@@ -35,8 +35,14 @@ def load_backend(spec: dict, name: str = "model", backend: str | None = None) ->
     return backend_class(backend or spec["backend"], name)(spec, name)
 
 
-def open_backend(spec: dict, name: str = "model", backend: str | None = None) -> Backend:
-    """:func:`load_backend` for a ``with`` block: the engine is closed when the block ends."""
+def open_backend(spec: dict, name: str = "model", backend: str | None = None, service: str | None = None) -> Backend:
+    """:func:`load_backend` for a ``with`` block: the engine is closed when the block ends.
+    ``service``: the file of the rule-``serve_llm`` server of this model (the job's input, see
+    :mod:`~explainbench.engines.serve`): then the engine is that server, and nothing is loaded."""
+    if service:
+        from .serve import served_backend
+
+        return served_backend(spec, name, service)
     return load_backend(spec, name, backend)
 
 

@@ -18,7 +18,10 @@ Works with OpenAI (GPT-4o mini) and with any ``vllm serve``. A model entry::
 - ``label_logprobs``: exact, when ``path`` is a local folder (a ``vllm serve`` of it): the
   prompt and option token ids go to the completions endpoint with ``echo`` and
   ``logprobs``, and the option tokens' log-probabilities are summed, as the offline engines
-  do. Otherwise (GPT-4o mini, no tokenizer here: a *chat-only* model, :attr:`chat_only`):
+  do. A server that rule ``serve_llm`` started (:mod:`~explainbench.engines.serve`,
+  ``label_scoring = "steps"``) is asked next-token questions instead, as the offline vLLM
+  engine asks them: ``logprob_token_ids`` for the tokens that can follow the prompt (and each
+  option's earlier tokens), no log-probabilities over the prompt. Otherwise (GPT-4o mini, no tokenizer here: a *chat-only* model, :attr:`chat_only`):
   one answer token is requested from ``/chat/completions`` with ``logprobs`` and
   ``top_logprobs`` (20), and each option gets the probability mass of the listed tokens that
   begin it (case and surrounding whitespace ignored; a token that begins several options is
@@ -42,7 +45,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .base import Backend, BackendError, Generation, note_engine_start
+from .base import Backend, BackendError, Generation, note_engine_start, option_scores, option_steps
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +89,7 @@ class OpenAIBackend(Backend):
         self.requests_sent = 0   # every HTTP attempt, retries included
         self.retries = 0
         self._exact_logprobs: bool | None = None
+        self.label_scoring: str | None = None  # "steps": a vLLM server's logprob_token_ids (engines.serve)
 
     def __repr__(self) -> str:
         return f"OpenAIBackend(name={self.name!r}, model={self.model_id!r}, api_base={self.api_base!r})"
@@ -232,6 +236,8 @@ class OpenAIBackend(Backend):
 
     def label_logprobs(self, prompts, options):
         prompts, options = list(prompts), list(options)
+        if self.label_scoring == "steps":
+            return self._step_logprobs(prompts, options)
         if self._exact_logprobs is None:
             self._exact_logprobs = self._local_tokenizer() is not None
             log.info("model %s: label log-probabilities %s", self.name,
@@ -263,6 +269,35 @@ class OpenAIBackend(Backend):
             return float(sum(-math.inf if v is None else v for v in values[len(seq) - k:len(seq)]))
 
         return np.asarray(self._map(one, seqs), dtype=float).reshape(len(prompts), len(options))
+
+    def _step_logprobs(self, prompts, options) -> np.ndarray:
+        """Exact option scores from next-token requests (:func:`~explainbench.engines.base.option_steps`),
+        the prompts alone first so that the server's prefix cache holds them for the later steps."""
+        encoded = [self.encode(p) for p in prompts]
+        opts = [self.option_ids(o) for o in options]
+        found: dict[tuple, list[dict[int, float]]] = {}
+
+        def one(item) -> dict[int, float]:
+            prefix, tokens, i = item
+
+            def read(data) -> dict[int, float]:
+                top = data["choices"][0]["logprobs"]["top_logprobs"][0]
+                return {int(key.rsplit(":", 1)[1]): float(value) for key, value in top.items()}
+
+            got = self._post("completions", {"model": self.model_id, "prompt": encoded[i] + list(prefix),
+                                             "max_tokens": 1, "temperature": 0.0, "logprobs": 1,
+                                             "logprob_token_ids": tokens, "return_tokens_as_token_ids": True}, read)
+            missing = set(tokens) - set(got)
+            if missing:
+                raise MalformedAnswer(f"no log-probability for token(s) {sorted(missing)}")
+            return {t: (-math.inf if got[t] <= -9999.0 else got[t]) for t in tokens}
+
+        steps = option_steps(opts)
+        for batch in (steps[:1], steps[1:]):
+            requests = [(prefix, tokens, i) for prefix, tokens in batch for i in range(len(encoded))]
+            for (prefix, _, i), value in zip(requests, self._map(one, requests)):
+                found.setdefault(prefix, [{} for _ in encoded])[i] = value
+        return option_scores(opts, found, len(encoded))
 
     def _top_logprobs(self, prompts, options) -> np.ndarray:
         keys = [o.strip().lower() for o in options]

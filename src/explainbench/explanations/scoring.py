@@ -28,6 +28,7 @@ import pandas as pd
 from ..config import result_keys
 from ..engines import open_backend
 from ..engines.checkpoint import Checkpoint, job_checkpoint
+from ..engines.serve import service_file
 from ..errors import DataError
 from ..files import CORPUS_COLUMNS, read_explanation_rows, write_corpus
 from ..io import write_csv
@@ -81,7 +82,8 @@ def score_explanations(records: Sequence[dict], hyps: Sequence[str], refs: Seque
     per-example scores (metric -> one value per example) and the corpus figures (metric ->
     value, interval, n). The engines run one after another (BERTScore, MAUVE features, the
     G-Eval judge), each freed before the next starts. With a ``checkpoint``, each engine's
-    answers are kept there (and read from there on a second try).
+    answers are kept there (and read from there on a second try). A served judge (``serve: true``)
+    is asked through its rule-serve_llm server for ``dataset`` instead of being loaded.
     """
     quality, models = config["quality"], config["models"]
     checkpoint = checkpoint or Checkpoint(None)
@@ -123,7 +125,8 @@ def score_explanations(records: Sequence[dict], hyps: Sequence[str], refs: Seque
     if quality["judge"]:
         spec = config["datasets"][dataset]
         template = load_geval_template(config["prompts_dir"], prompt_folder(dataset, spec), spec["task"])
-        with open_backend(models[quality["judge"]], quality["judge"]) as engine:
+        service = service_file(config, quality["judge"], dataset)
+        with open_backend(models[quality["judge"]], quality["judge"], service=service) as engine:
             judge = checkpoint.wrap(engine)
             per.update(geval_scores(judge, template, records, hyps, criteria=quality["geval"]["criteria"],
                                     labels=spec["labels"]))

