@@ -193,6 +193,12 @@ def engine_service(name, dataset):
     return [ancient(path("engine_service", model=name, dataset=dataset))] if served(name) else []
 
 
+def engine_mem_mb(name, mem_mb=8000, served_mb=1000):
+    """Memory a job asks for: ``served_mb`` when it only asks a served model's server (a group's
+    jobs run at once, so SLURM is asked for their sum), else ``mem_mb``."""
+    return served_mb if served(name) else mem_mb
+
+
 def engine_threads(name, threads=2):
     """A job that asks a served model's server computes nothing itself (0 threads: Snakemake runs
     a group's jobs beside the server, and the server holds the cores); others get ``threads``."""

@@ -28,7 +28,7 @@ rule score_explanations:
     threads: engine_threads(quality_model("judge"))
     resources:
         gpu=model_gpus(quality_model("judge")) if quality_model("judge") and not served(quality_model("judge")) else 0,
-        mem_mb=8000,
+        mem_mb=engine_mem_mb(quality_model("judge"), served_mb=4000),  # BERTScore and MAUVE run here
         runtime=120,
     conda:
         "../../envs/metrics.yaml"

@@ -26,7 +26,7 @@ rule zeroshot:
     threads: lambda wc: engine_threads(wc.model)
     resources:
         gpu=lambda wc: 0 if served(wc.model) else model_gpus(wc.model),
-        mem_mb=8000,
+        mem_mb=lambda wc: engine_mem_mb(wc.model),
         runtime=120,
     conda:
         "../../envs/engines.yaml"
