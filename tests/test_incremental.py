@@ -19,8 +19,8 @@ pytestmark = pytest.mark.slow
 
 DATA_TARGETS = ["results/data/demo_nli/summary.json", "results/data/demo_sentiment/summary.json"]
 # The report: every table row names the config's hash, so any config change re-runs all of it.
-REPORT_RULES = {"all", "quality_table", "classification_table", "plr_table",
-                "plot_learning_curves", "plot_classification", "plot_quality_heatmap"}
+REPORT_RULES = {"all", "quality_table", "classification_table", "plr_table", "plr_task_summary",
+                "plot_learning_curves", "plot_stability", "plot_classification", "plot_quality_heatmap"}
 
 
 def _wildcards(job) -> dict[str, str]:
