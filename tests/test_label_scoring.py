@@ -26,13 +26,18 @@ def test_option_steps_ask_each_prefix_once_and_the_scores_sum_by_the_chain_rule(
     np.testing.assert_allclose(option_scores(options, found, 1), [[-1.5, -2.0, -4.0, -1.75]])
 
 
-def _scores(backend, records):
+def prompts_and_options(backend, records):
+    """The e-SNLI zero-shot prompts of ``records`` (without, with the explanation) and the options."""
     template = load_template(PROMPTS, "classify", "esnli", "nli")
     words = verbalizers(ESNLI_LABELS, None)
     plain, explained = records
     prompts = (build_prompts(backend, plain, template, words, with_explanation=False)
                + build_prompts(backend, explained, template, words, with_explanation=True))
-    options = answer_options(template, words) + EXTRA
+    return prompts, answer_options(template, words) + EXTRA
+
+
+def _scores(backend, records):
+    prompts, options = prompts_and_options(backend, records)
     assert [len(backend.option_ids(o)) for o in options] == [2, 1, 1, 1, 4]
     return backend.label_logprobs(prompts, options), sequence_logprobs(backend, prompts, options)
 

@@ -17,11 +17,10 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import ESNLI_LABELS, ROOT, TRIGGERS, causal_spec
+from conftest import ROOT, TRIGGERS, causal_spec
 from explainbench.config import ConfigError, validate_config
 from explainbench.engines.serve import served_backend
-from test_label_scoring import EXTRA
-from test_zeroshot import PROMPTS
+from test_label_scoring import prompts_and_options
 
 
 def test_serve_is_for_vllm_models_only():
@@ -55,9 +54,6 @@ def _wait_for(service: Path, proc: subprocess.Popen, log: Path, timeout: float =
 @pytest.mark.vllm
 def test_a_served_model_scores_labels_as_the_offline_engine_and_stops_on_terminate(
         tmp_path, smollm2_path, smollm2_vllm, esnli_prompt_records):
-    from explainbench.classify.zeroshot import answer_options, build_prompts, verbalizers
-    from explainbench.prompts import load_template
-
     spec = causal_spec(smollm2_path, serve=True, kv_cache_gb=1)
     service, log = tmp_path / "smollm2.service.json", tmp_path / "serve.log"
     proc = _start(service, spec, log)
@@ -65,12 +61,7 @@ def test_a_served_model_scores_labels_as_the_offline_engine_and_stops_on_termina
         where = _wait_for(service, proc, log)
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+/v1", where["api_base"]) and where["name"] == "smollm2"
         served = served_backend(spec, "smollm2", service)
-        template = load_template(PROMPTS, "classify", "esnli", "nli")
-        words = verbalizers(ESNLI_LABELS, None)
-        plain, explained = esnli_prompt_records
-        prompts = (build_prompts(served, plain, template, words, with_explanation=False)
-                   + build_prompts(served, explained, template, words, with_explanation=True))
-        options = answer_options(template, words) + EXTRA
+        prompts, options = prompts_and_options(served, esnli_prompt_records)
         got = served.label_logprobs(prompts, options)
         # one next-token request a prompt and option prefix: (), " entail", " no", " no idea", " no idea at"
         assert served.requests_sent == len(prompts) * 5

@@ -9,7 +9,7 @@ from snakemake.settings.types import DeploymentMethod
 from explainbench.config import QUANT_TYPES, explanation_source, is_file_explainer, result_keys
 from explainbench.data import official_fold_files
 from explainbench.engines.gguf import QUANTIZED_GGUF, QUANTIZED_INFO
-from explainbench.engines.serve import SERVICE_FILE, ensure_placeholder
+from explainbench.engines.serve import SERVICE_FILE, ensure_placeholder, service_file
 from explainbench.prompts import dataset_template_path
 from explainbench.provenance import config_hash
 from explainbench.splits import check_changed_data
@@ -190,7 +190,8 @@ def engine_service(name, dataset):
     """The service file of the server of model ``name`` for ``dataset``, for a served model; else
     nothing. Ancient (and never missing, see rule serve_llm): a server started for one job
     re-runs none of the others."""
-    return [ancient(path("engine_service", model=name, dataset=dataset))] if served(name) else []
+    service = service_file(config, name, dataset)
+    return [ancient(service)] if service else []
 
 
 def engine_mem_mb(name, mem_mb=8000, served_mb=1000):

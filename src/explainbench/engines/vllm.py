@@ -10,8 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import (Backend, BackendError, Generation, check_model_path, note_engine_start, option_scores,
-                   option_steps)
+from .base import Backend, BackendError, Generation, check_model_path, note_engine_start, scores_by_steps
 
 log = logging.getLogger(__name__)
 
@@ -112,20 +111,17 @@ class VLLMBackend(Backend):
         from vllm import SamplingParams
 
         encoded = [self.encode(p) for p in prompts]
-        steps = option_steps([self.option_ids(o) for o in options])
         engine = self._engine("generate")
-        found: dict[tuple, list[dict[int, float]]] = {}
-        for batch in (steps[:1], steps[1:]):  # the prompts alone first: their blocks enter the prefix cache
-            requests = [(prefix, tokens, i) for prefix, tokens in batch for i in range(len(encoded))]
-            if not requests:
-                continue
-            inputs = [{"prompt_token_ids": encoded[i] + list(prefix)} for prefix, _, i in requests]
+
+        def ask(requests) -> list[dict[int, float]]:
+            inputs = [{"prompt_token_ids": list(encoded[i]) + list(prefix)} for prefix, _, i in requests]
             params = [SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=list(tokens))
                       for _, tokens, _ in requests]
-            for (prefix, tokens, i), out in zip(requests, engine.generate(inputs, params, use_tqdm=False)):
-                entry = out.outputs[0].logprobs[0]
-                found.setdefault(prefix, [{} for _ in encoded])[i] = {t: entry[t].logprob for t in tokens}
-        return option_scores([self.option_ids(o) for o in options], found, len(encoded))
+            outs = engine.generate(inputs, params, use_tqdm=False)
+            return [{t: out.outputs[0].logprobs[0][t].logprob for t in tokens}
+                    for (_, tokens, _), out in zip(requests, outs)]
+
+        return scores_by_steps(encoded, [self.option_ids(o) for o in options], ask)
 
     def embed(self, texts, *, pooling="last", layer=-1):
         if layer != -1:
