@@ -178,6 +178,19 @@ def test_generation_works_and_is_greedy_at_temperature_zero():
     assert ours.split()[:3] == hf.split()[:3], (ours, hf)
 
 
+
+@pytest.mark.slow
+def test_ignore_eos_generates_exactly_max_new_tokens():
+    """Speed is compared on equal work: with ignore_eos every prompt gets max_new_tokens new tokens,
+    also where the model would end its answer sooner (llama.cpp and transformers alike)."""
+    prompts = [[{"role": "user", "content": "Answer yes or no only: is the sky blue?"}]] * 2
+    for backend in (_backend("q8_0"), _transformers()):
+        free = backend.generate(prompts[:1], max_new_tokens=48)[0]
+        forced = backend.generate(prompts, max_new_tokens=48, ignore_eos=True)
+        assert [o.completion_tokens for o in forced] == [48, 48], (backend.name, forced)
+        assert free.completion_tokens < 48, (backend.name, free)  # the model does stop by itself here
+        assert forced[0].text.startswith(free.text.split()[0]), (backend.name, free.text, forced[0].text)
+
 @pytest.mark.slow
 def test_label_logprobs_agree_with_transformers_on_the_same_weights():
     prompts = _prompts(12)
@@ -262,7 +275,8 @@ plr:
     for column in ("plr_accuracy_n2", "plr_accuracy_n8", "zeroshot_accuracy", "tokens_per_s"):
         assert table[column].notna().all() and (table[column] > 0).all(), column
     speed = pd.read_csv(work / "results/speed/sst2/speed.csv")
-    assert list(speed["model"]) == ["smol-q8", "smol-q4"] and (speed["completion_tokens"] > 0).all()
+    assert list(speed["model"]) == ["smol-q8", "smol-q4"]
+    assert (speed["completion_tokens"] == speed["prompts"] * speed["max_new_tokens"]).all()  # equal work
     assert "Quantisation" in (work / "results/tables/quantization.md").read_text()
 
 

@@ -209,8 +209,9 @@ class Backend(ABC):
     # -- the interface ------------------------------------------------------------------------
     @abstractmethod
     def generate(self, prompts: Sequence[Messages | str], *, max_new_tokens: int = 64,
-                 temperature: float = 0.0, seed: int = 0) -> list[Generation]:
-        """One completion per prompt, in order."""
+                 temperature: float = 0.0, seed: int = 0, ignore_eos: bool = False) -> list[Generation]:
+        """One completion per prompt, in order. ``ignore_eos``: generate exactly ``max_new_tokens``
+        tokens, past the end-of-sequence token (speed measurements compare equal work)."""
 
     @abstractmethod
     def label_logprobs(self, prompts: Sequence[Messages | str], options: Sequence[str]) -> np.ndarray:

@@ -111,14 +111,17 @@ class LlamaCppBackend(Backend):
             log.info("loaded %s (%s) with llama.cpp in %.1fs", self.name, path, time.time() - t0)
         return self._engines[key]
 
-    def generate(self, prompts, *, max_new_tokens=64, temperature=0.0, seed=0):
+    def generate(self, prompts, *, max_new_tokens=64, temperature=0.0, seed=0, ignore_eos=False):
         llm = self._engine("generate")
+        # ignore_eos: the end tokens (end of sequence, end of turn) are never picked
+        never = {int(t): -1e9 for t in (llm.token_eos(), llm._model.token_eot()) if t >= 0} if ignore_eos else None
         outs = []
         for prompt in prompts:
             ids = self.encode(prompt)
             sampling = ({"temperature": 0.0} if temperature <= 0 else
                         {"temperature": temperature, "top_p": 1.0, "top_k": 0, "min_p": 0.0})
-            res = llm.create_completion(ids, max_tokens=max_new_tokens, seed=seed, repeat_penalty=1.0, **sampling)
+            res = llm.create_completion(ids, max_tokens=max_new_tokens, seed=seed, repeat_penalty=1.0,
+                                        logit_bias=never, **sampling)
             choice, usage = res["choices"][0], res["usage"]
             outs.append(Generation(choice["text"].strip(), choice.get("finish_reason") or "stop", len(ids),
                                    int(usage["completion_tokens"])))

@@ -225,10 +225,12 @@ class OpenAIBackend(Backend):
             super().check_fits(prompts, reserve, ids, where)
 
     # -- the interface ------------------------------------------------------------------------
-    def generate(self, prompts, *, max_new_tokens=64, temperature=0.0, seed=0):
+    def generate(self, prompts, *, max_new_tokens=64, temperature=0.0, seed=0, ignore_eos=False):
         def one(prompt) -> Generation:
             common = {"model": self.model_id, "max_tokens": max_new_tokens, "temperature": temperature,
                       "seed": seed, "n": 1}
+            if ignore_eos:  # vLLM's server reads it; a server without it refuses the request, naming it
+                common["ignore_eos"] = True
             if self._chat(prompt):
                 return self._post("chat/completions", dict(common, messages=self._messages(prompt)), _read_chat)
             return self._post("completions", dict(common, prompt=self.render(prompt)), _read_completion)

@@ -68,15 +68,18 @@ class TransformersBackend(Backend):
             mask[i, width - len(s):] = 1
         return ids.to(self.device), mask.to(self.device)
 
-    def generate(self, prompts, *, max_new_tokens=64, temperature=0.0, seed=0):
+    def generate(self, prompts, *, max_new_tokens=64, temperature=0.0, seed=0, ignore_eos=False):
         torch = self.torch
-        eos = self.tokenizer.eos_token_id
+        eos = None if ignore_eos else self.tokenizer.eos_token_id
         outs: list[Generation] = []
         for batch in self._batches(list(prompts)):
             encoded = [self.encode(p) for p in batch]
             ids, mask = self._pad_left(encoded)
             torch.manual_seed(seed)
-            kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": self.tokenizer.pad_token_id or eos}
+            kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens,
+                                      "pad_token_id": self.tokenizer.pad_token_id or self.tokenizer.eos_token_id}
+            if ignore_eos:
+                kwargs["min_new_tokens"] = max_new_tokens
             if temperature > 0:
                 kwargs.update(do_sample=True, temperature=temperature)
             else:

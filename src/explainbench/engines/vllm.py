@@ -86,11 +86,11 @@ class VLLMBackend(Backend):
             log.info("started vLLM %s engine for %s in %.1fs", runner, self.name, time.time() - t0)
         return self._engines[key]
 
-    def generate(self, prompts, *, max_new_tokens=64, temperature=0.0, seed=0):
+    def generate(self, prompts, *, max_new_tokens=64, temperature=0.0, seed=0, ignore_eos=False):
         from vllm import SamplingParams
 
         encoded = [self.encode(p) for p in prompts]
-        params = SamplingParams(max_tokens=max_new_tokens, temperature=temperature, seed=seed)
+        params = SamplingParams(max_tokens=max_new_tokens, temperature=temperature, seed=seed, ignore_eos=ignore_eos)
         outputs = self._engine("generate").generate([{"prompt_token_ids": ids} for ids in encoded], params,
                                                      use_tqdm=False)
         gens = []

@@ -1,7 +1,8 @@
 """Study 2, the speed side of quantisation: generation tokens per second of every quantised
 llama.cpp model of the PLR stage, measured in one job, one model after the other, on the same
-prompts (a dataset's first test texts wrapped in its embed prompt) with the same number of new
-tokens, greedy. One job for all of them, so every model is timed on the same machine under the
+prompts (a dataset's first test texts wrapped in its embed prompt), greedy, each prompt exactly
+``speed_max_new_tokens`` new tokens (past the end token: a model that stops early would otherwise
+spread its prompt's cost over fewer tokens). One job for all of them, so every model is timed on the same machine under the
 same load; each model is loaded and warmed up (a short generation) before its clock starts.
 Rule ``generation_speed`` writes ``results/speed/{dataset}/speed.csv``.
 """
@@ -38,7 +39,7 @@ def measure(backend, prompts: list[str], max_new_tokens: int) -> dict:
     backend.start()
     backend.generate(prompts[:1], max_new_tokens=4)
     t0 = time.perf_counter()
-    outs = backend.generate(prompts, max_new_tokens=max_new_tokens, temperature=0.0, seed=0)
+    outs = backend.generate(prompts, max_new_tokens=max_new_tokens, temperature=0.0, seed=0, ignore_eos=True)
     seconds = time.perf_counter() - t0
     tokens = sum(o.completion_tokens for o in outs)
     return {"prompts": len(prompts), "max_new_tokens": max_new_tokens,
