@@ -184,8 +184,8 @@ def test_esnli_part_on_the_official_folds(tmp_path, dhaini_dir, smollm2_path, mi
     a fold tests about 36 pairs and trains on about 144). All five quality metrics (BERTScore and
     MAUVE on MiniLM features, G-Eval with SmolLM2 as the judge on two criteria). The encoder gets
     settings under which MiniLM learns from 144 pairs (5 epochs, lr 2e-4, batch 8, max length 128);
-    the config keeps the official 1 epoch at lr 1e-5, batch 8, with which MiniLM stays at chance, and
-    a second run here measures that too (printed, and checked to sit below the tuned run)."""
+    the config keeps the official 1 epoch at lr 1e-5, batch 8, with which MiniLM stays at chance:
+    benchmarks/dhaini_grid.py measures both on all 840 pairs (benchmarks/README.md)."""
     # EXPLAINBENCH_ACCEPTANCE_DIR: run (or resume) in <it>/dhaini instead of a fresh folder
     work = Path(os.environ["EXPLAINBENCH_ACCEPTANCE_DIR"]) / "dhaini" if "EXPLAINBENCH_ACCEPTANCE_DIR" in os.environ \
         else tmp_path
@@ -233,18 +233,6 @@ def test_esnli_part_on_the_official_folds(tmp_path, dhaini_dir, smollm2_path, mi
         assert (runs_q["states_label"] * runs_q["n"]).sum() == pytest.approx(direct), (explainer, shots)
     for plot in ("quality_overview_esnli", "classification_esnli"):
         assert (root / "results/plots" / f"{plot}.png").stat().st_size > 0
-
-    # the official settings (1 epoch, lr 1e-5, batch 8) on the same folds: a small encoder underfits
-    official = yaml.safe_load((ROOT / "config" / "dhaini.yaml").read_text())["finetune"]
-    config["finetune"].update({k: official[k] for k in ("epochs", "learning_rate", "batch_size")})
-    (root / "config" / "official.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    proc = _snakemake(root, "config/official.yaml", "results/tables/classification.csv", timeout=3 * 3600)
-    assert proc.returncode == 0, proc.stdout[-6000:]
-    cls = read_table(root / "results/tables/classification.csv")
-    underfit = cls.drop_duplicates("condition").set_index("condition")
-    print("official settings:\n" + underfit[["macro_f1_mean", "macro_f1_sd", "accuracy_mean",
-                                              "pooled_diff_macro_f1_vs_none"]].round(3).to_string())
-    assert underfit.loc["human", "macro_f1_mean"] < tuned.loc["human", "macro_f1_mean"]
 
 
 @pytest.mark.slow
