@@ -8,6 +8,7 @@ missing row, a duplicate key) to a temporary folder, never into the repository.
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -179,20 +180,25 @@ def _snakemake(root: Path, configfile: str, *targets: str, timeout: float = 3600
 def test_esnli_part_on_the_official_folds(tmp_path, dhaini_dir, smollm2_path, minilm_path):
     """config/dhaini.yaml's e-SNLI part with MiniLM as the encoder, 5 official folds, 1 seed.
 
-    Kept small for two busy cores: 20 pairs per class of the 840 (each keeps its official fold),
-    max length 64, and the settings under which a small encoder learns (3 epochs, lr 5e-5, batch 16;
-    the config keeps the official 1 epoch at lr 1e-5, batch 8, with which MiniLM stays at chance);
-    BLEU / ROUGE and the label-word share here (BERTScore, MAUVE, G-Eval have their own tests)."""
-    root = _workflow(tmp_path, smollm2_path, minilm_path)
+    Kept small for two busy cores: 60 pairs per class of the 840 (each keeps its official fold, so
+    a fold tests about 36 pairs and trains on about 144). All five quality metrics (BERTScore and
+    MAUVE on MiniLM features, G-Eval with SmolLM2 as the judge on two criteria). The encoder gets
+    settings under which MiniLM learns from 144 pairs (5 epochs, lr 2e-4, batch 8, max length 128);
+    the config keeps the official 1 epoch at lr 1e-5, batch 8, with which MiniLM stays at chance:
+    benchmarks/dhaini_grid.py measures both on all 840 pairs (benchmarks/README.md)."""
+    # EXPLAINBENCH_ACCEPTANCE_DIR: run (or resume) in <it>/dhaini instead of a fresh folder
+    work = Path(os.environ["EXPLAINBENCH_ACCEPTANCE_DIR"]) / "dhaini" if "EXPLAINBENCH_ACCEPTANCE_DIR" in os.environ \
+        else tmp_path
+    root = _workflow(work, smollm2_path, minilm_path)
     config = _esnli_only(yaml.safe_load((ROOT / "config" / "dhaini.yaml").read_text()))
     config["data_dir"] = str(dhaini_dir)
-    config["datasets"]["esnli"].update(sample_per_class=20, sampling="balanced")
+    config["datasets"]["esnli"].update(sample_per_class=60, sampling="balanced")
     config["models"]["minilm"]["max_model_len"] = 512
-    config["quality"] = {"judge": None, "bootstrap": 100}
-    config["finetune"].update(encoders=["minilm"], epochs=3, learning_rate=5.0e-5, batch_size=16, max_length=64)
+    config["quality"].update(geval={"criteria": ["coherence", "faithfulness"]}, bootstrap=100)
+    config["finetune"].update(encoders=["minilm"], epochs=5, learning_rate=2.0e-4, batch_size=8, max_length=128)
     config["report"]["bootstrap"] = 200
     (root / "config" / "test.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    proc = _snakemake(root, "config/test.yaml")
+    proc = _snakemake(root, "config/test.yaml", timeout=3 * 3600)
     assert proc.returncode == 0, proc.stdout[-6000:]
 
     from explainbench.report.render import read_table
@@ -204,13 +210,18 @@ def test_esnli_part_on_the_official_folds(tmp_path, dhaini_dir, smollm2_path, mi
     wide = cls.pivot_table(index="fold", columns="condition", values="macro_f1")
     print("\nmacro-F1 per fold:\n" + wide.round(3).to_string())
     runs = cls.drop_duplicates("condition").set_index("condition")
-    print(runs[["macro_f1_mean", "macro_f1_sd", "pooled_diff_macro_f1_vs_none", "folds_better_than_none"]]
-          .round(3).to_string())
-    assert runs.loc["human", "pooled_diff_macro_f1_vs_none"] > 0
+    tuned = runs[["macro_f1_mean", "macro_f1_sd", "accuracy_mean", "pooled_diff_macro_f1_vs_none",
+                  "pooled_diff_macro_f1_ci_low", "pooled_diff_macro_f1_ci_high", "folds_better_than_none"]]
+    print(tuned.round(3).to_string())
+    # the human explanation lifts MiniLM above no explanation in every official fold
+    assert (wide["human"] > wide["none"]).all(), wide[["none", "human"]]
+    assert runs.loc["human", "folds_better_than_none"] == 5 and runs.loc["human", "pooled_diff_macro_f1_ci_low"] > 0
 
     quality = read_table(root / "results/tables/explanation_quality.csv")
     assert len(quality) == 8 * 5
-    for metric in ("bleu", "rouge1", "rougeL", "states_label"):
+    print(quality.groupby(["explainer", "shots"])[["bleu", "rougeL", "bertscore_f1", "mauve", "geval",
+                                                     "states_label"]].mean().round(3).to_string())
+    for metric in ("bleu", "rouge1", "rougeL", "bertscore_f1", "mauve", "geval", "states_label"):
         assert quality[[metric, f"{metric}_ci_low", f"{metric}_ci_high"]].notna().all().all()
     # the pipeline's label-word share of each explainer x shots = a direct count on its file's rows
     examples = [json.loads(line) for line in (root / "results/data/esnli/examples.jsonl").read_text().splitlines()]
