@@ -230,7 +230,8 @@ def test_esnli_part_on_the_official_folds(tmp_path, dhaini_dir, smollm2_path, mi
         frame = _frame(dhaini_dir / f"esnli_{explainer}_{'zs' if shots == 0 else 'fs'}.csv")
         mine = frame[[(" ".join(a.split()), " ".join(b.split())) in pairs for a, b in zip(frame.text_1, frame.text_2)]]
         direct = mine["explanation"].map(lambda t: bool(ESNLI_WORDS.search(t))).sum()
-        assert (runs_q["states_label"] * runs_q["n"]).sum() == pytest.approx(direct), (explainer, shots)
+        # (the table keeps shares to 6 decimals: share x n is the count within 1e-3)
+        assert (runs_q["states_label"] * runs_q["n"]).sum() == pytest.approx(direct, abs=1e-3), (explainer, shots)
     for plot in ("quality_overview_esnli", "classification_esnli"):
         assert (root / "results/plots" / f"{plot}.png").stat().st_size > 0
 
