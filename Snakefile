@@ -45,6 +45,10 @@ include: "workflow/rules/serve.smk"
 include: "workflow/rules/report.smk"
 
 
+localrules:
+    all,
+
+
 rule all:
     input:
         all_targets(),

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from support.ops import copy_workflow, planned_jobs, rule_table
+from support.ops import copy_workflow, local_rules, planned_jobs, rule_table
 
 ROOT = Path(__file__).resolve().parents[1]
 GPU_RULES = {"explain", "score_explanations", "zeroshot", "embed", "plr_explain", "finetune"}
@@ -25,6 +25,15 @@ def test_profile_polls_with_squeue_and_leaves_gpus_to_the_rules():
     for rule, resources in profile["set-resources"].items():
         assert resources == {"tasks_per_gpu": 0}, rule
     assert "gpu" not in profile["default-resources"]
+
+
+def test_tables_and_plots_run_in_the_snakemake_process_and_the_rest_through_the_executor():
+    """localrules are the rules of report.smk, the quantisation table and `all`: no sbatch (and no
+    queue wait) for a job that reads small files; every rule that loads a model or data goes out."""
+    rules = {r.name: r for r in rule_table(snakefile=ROOT / "Snakefile")}
+    report = {name for name, r in rules.items() if r.file.name == "report.smk"}
+    assert local_rules() == report | {"quantization_table", "all"}
+    assert not local_rules() & (GPU_RULES | {"prepare_data", "plr_curve", "quantize", "generation_speed", "serve_llm"})
 
 
 def test_gpu_rules_declare_a_gpu_resource():

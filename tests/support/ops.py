@@ -118,6 +118,20 @@ def rule_table(rules_dir: str | Path = REPO / "workflow" / "rules", snakefile: s
     return rules
 
 
+
+_LOCALRULES = re.compile(r"^localrules:((?:\n?[ \t]*[A-Za-z_][A-Za-z0-9_]*,?[ \t]*(?:#[^\n]*)?)+)", re.M)
+
+
+def local_rules(rules_dir: str | Path = REPO / "workflow" / "rules", snakefile: str | Path = REPO / "Snakefile") -> set[str]:
+    """The rules a ``localrules:`` directive names (they run in the Snakemake process, never through
+    a cluster executor such as sbatch)."""
+    names: set[str] = set()
+    for path in [*sorted(Path(rules_dir).glob("*.smk")), Path(snakefile)]:
+        for block in _LOCALRULES.finditer(path.read_text()):
+            body = re.sub(r"#[^\n]*", "", block.group(1))
+            names.update(n for n in re.split(r"[\s,]+", body) if n)
+    return names
+
 def env_packages(env_file: str | Path) -> set[str]:
     """Normalized names of the packages a conda env file lists (conda and pip sections)."""
     env_file = Path(env_file)

@@ -59,6 +59,10 @@ rule generation_speed:
         "../../scripts/generation_speed.py"
 
 
+localrules:
+    quantization_table,  # a table from small files, like the report's (report.smk)
+
+
 rule quantization_table:
     input:
         info=quantized_info_targets,

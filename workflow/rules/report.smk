@@ -4,6 +4,19 @@
 
 report: "../report/workflow.rst"
 
+# Tables and plots read small result files and take seconds: on a cluster they run in the
+# Snakemake process itself, not as sbatch jobs that wait in the queue (and re-read the workflow).
+localrules:
+    quality_table,
+    classification_table,
+    plr_table,
+    plot_learning_curves,
+    plr_task_summary,
+    plot_stability,
+    plot_classification,
+    plot_quality_heatmap,
+    plot_quality_overview,
+
 rule quality_table:
     input:
         corpus=explanation_targets(),
