@@ -29,22 +29,25 @@ import sys
 import time
 from pathlib import Path
 
-log = logging.getLogger("dhaini_grid")
-
 
 def _prepare(args) -> None:
     import yaml
 
     from explainbench.config import validate_config
-    from explainbench.workflow import fold_list, parse_condition, rule_settings, stage_conditions
+    from explainbench.workflow import fold_list, parse_condition, stage_conditions
 
     work = Path(args.workdir)
     config = validate_config(yaml.safe_load((work / args.configfile).read_text()))
     dest = Path(args.dest)
     (dest / "data").mkdir(parents=True, exist_ok=True)
     epochs, lr, batch = args.tuned.split(",")
-    profiles = {"official": {}, "tuned": {"epochs": float(epochs), "learning_rate": float(lr),
-                                          "batch_size": int(batch)}}
+    overrides = {"official": {}, "tuned": {"epochs": float(epochs), "learning_rate": float(lr),
+                                           "batch_size": int(batch)}}
+    configs = {}  # profile -> the config its jobs see: the encoder where `train` runs, its finetune values
+    for profile, values in overrides.items():
+        configs[profile] = json.loads(json.dumps(config))
+        configs[profile]["finetune"].update(values)
+        configs[profile]["models"][args.encoder]["path"] = args.encoder_path
     jobs = []
     for dataset in config["finetune"]["datasets"]:
         examples = dest / "data" / dataset / "examples.jsonl"
@@ -60,18 +63,15 @@ def _prepare(args) -> None:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(source, target)
                 explanations = [str(target)]
-            for profile, overrides in profiles.items():
-                cfg = json.loads(json.dumps(config))
-                cfg["finetune"].update(overrides)
-                cfg["models"][args.encoder]["path"] = args.encoder_path
-                for fold in fold_list(cfg, dataset):
-                    for seed in cfg["finetune"]["seeds"]:
-                        run = f"{profile}/{dataset}/fold{fold}/{args.encoder}/{condition}/seed{seed}"
-                        jobs.append({"run": run, "input": {"examples": str(examples), "explanations": explanations},
+            for profile in configs:
+                for fold in fold_list(config, dataset):
+                    for seed in config["finetune"]["seeds"]:
+                        jobs.append({"run": f"{profile}/{dataset}/fold{fold}/{args.encoder}/{condition}/seed{seed}",
+                                     "profile": profile,
+                                     "input": {"examples": str(examples), "explanations": explanations},
                                      "wildcards": {"dataset": dataset, "fold": str(fold), "model": args.encoder,
-                                                   "condition": condition, "seed": str(seed)},
-                                     "settings": rule_settings(cfg, "finetune"), "config": cfg})
-    (dest / "jobs.json").write_text(json.dumps(jobs))
+                                                   "condition": condition, "seed": str(seed)}})
+    (dest / "jobs.json").write_text(json.dumps({"configs": configs, "jobs": jobs}))
     print(f"{len(jobs)} jobs in {dest / 'jobs.json'}")
 
 
@@ -79,9 +79,11 @@ def _train(args) -> None:
     import torch
 
     from explainbench.classify import finetune
-    from explainbench.workflow import Job
+    from explainbench.workflow import Job, rule_settings
 
-    jobs = json.loads((Path(args.dest) / "jobs.json").read_text())
+    plan = json.loads((Path(args.dest) / "jobs.json").read_text())
+    configs, jobs = plan["configs"], plan["jobs"]
+    settings = {profile: rule_settings(cfg, "finetune") for profile, cfg in configs.items()}
     out = Path(args.out)
     threads = args.threads or torch.get_num_threads()
     t0 = time.time()
@@ -90,8 +92,8 @@ def _train(args) -> None:
         output = {"metrics": str(run_dir / "metrics.json"), "predictions": str(run_dir / "predictions.csv")}
         if Path(output["metrics"]).exists():
             continue
-        job = Job(input=spec["input"], output=output, config=spec["config"], wildcards=spec["wildcards"],
-                  settings=spec["settings"], threads=threads, rule="finetune")
+        job = Job(input=spec["input"], output=output, config=configs[spec["profile"]], wildcards=spec["wildcards"],
+                  settings=settings[spec["profile"]], threads=threads, rule="finetune")
         metrics = finetune.run(job)
         print(f"[{i}/{len(jobs)}] {spec['run']}: macro-F1 {metrics['macro_f1']:.3f} "
               f"({metrics['training']['seconds']:.0f}s on {metrics['training']['device']}; {time.time() - t0:.0f}s in all)",

@@ -178,7 +178,6 @@ def test_generation_works_and_is_greedy_at_temperature_zero():
     assert ours.split()[:3] == hf.split()[:3], (ours, hf)
 
 
-
 @pytest.mark.slow
 def test_ignore_eos_generates_exactly_max_new_tokens():
     """Speed is compared on equal work: with ignore_eos every prompt gets max_new_tokens new tokens,
@@ -190,6 +189,7 @@ def test_ignore_eos_generates_exactly_max_new_tokens():
         assert [o.completion_tokens for o in forced] == [48, 48], (backend.name, forced)
         assert free.completion_tokens < 48, (backend.name, free)  # the model does stop by itself here
         assert forced[0].text.startswith(free.text.split()[0]), (backend.name, free.text, forced[0].text)
+
 
 @pytest.mark.slow
 def test_label_logprobs_agree_with_transformers_on_the_same_weights():

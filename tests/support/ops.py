@@ -118,7 +118,6 @@ def rule_table(rules_dir: str | Path = REPO / "workflow" / "rules", snakefile: s
     return rules
 
 
-
 _LOCALRULES = re.compile(r"^localrules:((?:\n?[ \t]*[A-Za-z_][A-Za-z0-9_]*,?[ \t]*(?:#[^\n]*)?)+)", re.M)
 
 
@@ -131,6 +130,7 @@ def local_rules(rules_dir: str | Path = REPO / "workflow" / "rules", snakefile: 
             body = re.sub(r"#[^\n]*", "", block.group(1))
             names.update(n for n in re.split(r"[\s,]+", body) if n)
     return names
+
 
 def env_packages(env_file: str | Path) -> set[str]:
     """Normalized names of the packages a conda env file lists (conda and pip sections)."""

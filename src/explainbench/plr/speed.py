@@ -2,9 +2,9 @@
 llama.cpp model of the PLR stage, measured in one job, one model after the other, on the same
 prompts (a dataset's first test texts wrapped in its embed prompt), greedy, each prompt exactly
 ``speed_max_new_tokens`` new tokens (past the end token: a model that stops early would otherwise
-spread its prompt's cost over fewer tokens). One job for all of them, so every model is timed on the same machine under the
-same load; each model is loaded and warmed up (a short generation) before its clock starts.
-Rule ``generation_speed`` writes ``results/speed/{dataset}/speed.csv``.
+spread its prompt's cost over fewer tokens). One job for all of them, so every model is timed on
+the same machine under the same load; each model is loaded and warmed up (a short generation)
+before its clock starts. Rule ``generation_speed`` writes ``results/speed/{dataset}/speed.csv``.
 """
 from __future__ import annotations
 
