@@ -416,13 +416,15 @@ class PlannedJob:
         return match.group(1).strip() if match else None
 
 
-_JOB_HEAD = re.compile(r"^(?:local)?(?:rule|checkpoint) ([A-Za-z_][A-Za-z0-9_]*):\s*$")
+# a group's jobs (a served model's server and its consumers) are listed indented under "group job"
+_JOB_HEAD = re.compile(r"^(\s*)(?:local)?(?:rule|checkpoint) ([A-Za-z_][A-Za-z0-9_]*):\s*$")
 
 
 def parse_dry_run(text: str) -> list[PlannedJob]:
-    """The jobs a ``snakemake -n`` output lists (one block per job)."""
+    """The jobs a ``snakemake -n`` output lists (one block per job, a group's members included)."""
     jobs = []
     current: dict | None = None
+    indent = ""
 
     def close():
         if current is not None:
@@ -433,14 +435,14 @@ def parse_dry_run(text: str) -> list[PlannedJob]:
         head = _JOB_HEAD.match(line)
         if head:
             close()
-            current = {"rule": head.group(1)}
+            indent, current = head.group(1), {"rule": head.group(2)}
             continue
         if current is None:
             continue
-        field_match = re.match(r"^\s{4}(output|wildcards|reason|resources):\s(.*)$", line)
+        field_match = re.match(rf"^{indent}\s{{4}}(output|wildcards|reason|resources):\s(.*)$", line)
         if field_match:
             current[field_match.group(1)] = field_match.group(2).strip()
-        elif not line.startswith("    "):
+        elif not line.startswith(indent + "    "):
             close()
             current = None
     close()

@@ -9,7 +9,7 @@ from snakemake.settings.types import DeploymentMethod
 from explainbench.config import QUANT_TYPES, explanation_source, is_file_explainer, result_keys
 from explainbench.data import official_fold_files
 from explainbench.engines.gguf import QUANTIZED_GGUF, QUANTIZED_INFO
-from explainbench.engines.serve import SERVICE_FILE, ensure_placeholder, service_file
+from explainbench.engines.serve import SERVICE_FILE, ensure_placeholder, explain_service_file, service_file
 from explainbench.prompts import dataset_template_path
 from explainbench.provenance import config_hash
 from explainbench.splits import check_changed_data
@@ -17,6 +17,8 @@ from explainbench.workflow import (
     demo_data_names,
     demo_model_names,
     demonstration_count,
+    embed_params,
+    explained_plr_models as explained_models,
     fold_list,
     parse_condition,
     quantized_models,
@@ -194,6 +196,13 @@ def engine_service(name, dataset):
     return [ancient(service)] if service else []
 
 
+def explain_service(wc):
+    """Rule explain's server, when it asks its explainer's (ancient, as in engine_service): then it
+    joins that model's group, and the model is loaded once for writing, classifying and judging."""
+    service = explain_service_file(config, wc.model, wc.dataset)
+    return [ancient(service)] if service else []
+
+
 def engine_mem_mb(name, mem_mb=8000, served_mb=1000):
     """Memory a job asks for: ``served_mb`` when it only asks a served model's server (a group's
     jobs run at once, so SLURM is asked for their sum), else ``mem_mb``."""
@@ -267,8 +276,7 @@ def plr_zeroshot_models():
 
 def explained_plr_models():
     """The PLR models whose PLR is explained (plr.explain_models; null: all plr.models)."""
-    p = config["plr"]
-    return p["models"] if p["explain_models"] is None else p["explain_models"]
+    return explained_models(config)
 
 
 def plr_targets(kind):
