@@ -33,29 +33,6 @@ def test_serve_is_for_vllm_models_only():
     assert validate_config(config)["models"]["m"]["serve"] is True
 
 
-def test_explain_asks_its_own_server_unless_another_served_model_reads_its_explanations():
-    from explainbench.engines.serve import explain_service_file
-
-    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    config["models"]["smollm2"]["serve"] = True
-    config = validate_config(config)
-    # the default: SmolLM2 writes, classifies with and judges its own explanations: one group, one load
-    assert explain_service_file(config, "smollm2", "esnli") == "results/engines/esnli/smollm2.service.json"
-    # a second served model that classifies with SmolLM2's explanations: SmolLM2's explain job
-    # loads its own engine (else each group would wait for the other's explanations)
-    config["models"]["other"] = dict(config["models"]["smollm2"])
-    config["zeroshot"]["classifiers"] = ["smollm2", "other"]
-    assert explain_service_file(config, "smollm2", "esnli") is None
-    config["models"]["other"]["serve"] = False  # ... a model that loads its own engine reads them freely
-    assert explain_service_file(config, "smollm2", "esnli") == "results/engines/esnli/smollm2.service.json"
-    config["quality"]["judge"] = "other"  # a served judge of SmolLM2's explanations is a reader too
-    config["models"]["other"]["serve"] = True
-    config["zeroshot"]["classifiers"] = ["smollm2"]
-    assert explain_service_file(config, "smollm2", "esnli") is None
-    config["models"]["smollm2"]["serve"] = False  # not served: explain loads the model, as before
-    assert explain_service_file(config, "smollm2", "esnli") is None
-
-
 def _start(service: Path, spec: dict, log: Path) -> subprocess.Popen:
     with open(log, "w") as out:
         return subprocess.Popen([sys.executable, "-m", "explainbench.engines.serve", str(service), "--name", "smollm2",

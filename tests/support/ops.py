@@ -375,12 +375,15 @@ ENGINE_START = re.compile(r"engine start: |started vLLM \w+ engine for ")
 
 
 def engine_starts(root: str | Path) -> dict[str, int]:
-    """vLLM engine starts per rule in a run's job logs (``logs/<rule>/...``); a log is rewritten each run."""
+    """vLLM engine starts per rule in a run's job logs (``logs/<rule>/...``; a log is rewritten each
+    run); the SLURM executor's own logs (``logs/slurm/``) are not the rules'."""
     starts: dict[str, int] = {}
     for log in sorted((Path(root) / "logs").rglob("*.log")):
+        rule = log.relative_to(Path(root) / "logs").parts[0]
+        if rule == "slurm":
+            continue
         n = len(ENGINE_START.findall(log.read_text(errors="replace")))
         if n:
-            rule = log.relative_to(Path(root) / "logs").parts[0]
             starts[rule] = starts.get(rule, 0) + n
     return starts
 

@@ -9,7 +9,7 @@ from snakemake.settings.types import DeploymentMethod
 from explainbench.config import QUANT_TYPES, explanation_source, is_file_explainer, result_keys
 from explainbench.data import official_fold_files
 from explainbench.engines.gguf import QUANTIZED_GGUF, QUANTIZED_INFO
-from explainbench.engines.serve import SERVICE_FILE, ensure_placeholder, explain_service_file, service_file
+from explainbench.engines.serve import SERVICE_FILE, ensure_placeholder, service_file
 from explainbench.prompts import dataset_template_path
 from explainbench.provenance import config_hash
 from explainbench.splits import check_changed_data
@@ -193,13 +193,6 @@ def engine_service(name, dataset):
     nothing. Ancient (and never missing, see rule serve_llm): a server started for one job
     re-runs none of the others."""
     service = service_file(config, name, dataset)
-    return [ancient(service)] if service else []
-
-
-def explain_service(wc):
-    """Rule explain's server, when it asks its explainer's (ancient, as in engine_service): then it
-    joins that model's group, and the model is loaded once for writing, classifying and judging."""
-    service = explain_service_file(config, wc.model, wc.dataset)
     return [ancient(service)] if service else []
 
 

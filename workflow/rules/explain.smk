@@ -4,8 +4,6 @@
 # One job per dataset x explainer x shots x seed: the engine starts once and explains every
 # example of the dataset (the folds all read this one file), chunked and resumable. A file
 # explainer (backend: file) reads its explanations from its file instead (model: that file).
-# A served explainer (serve: true) asks its serve_llm server, in one group with its zero-shot and
-# G-Eval jobs, unless another served model reads its explanations (explain_service_file).
 
 
 rule explain:
@@ -13,7 +11,6 @@ rule explain:
         examples=lambda wc: examples_file(wc.dataset),
         template=explain_template,
         model=explainer_files,
-        service=explain_service,
     output:
         explanations=PATHS["explanations"],
     params:
@@ -24,10 +21,10 @@ rule explain:
         "logs/explain/{dataset}/{model}/{shots}shot/seed{seed}.log",
     benchmark:
         "benchmarks/results/explain/{dataset}/{model}/{shots}shot/seed{seed}.tsv"
-    threads: lambda wc: 0 if explain_service(wc) else 2
+    threads: 2
     resources:
-        gpu=lambda wc: 0 if explain_service(wc) else model_gpus(wc.model),
-        mem_mb=lambda wc: 1000 if explain_service(wc) else 8000,
+        gpu=lambda wc: model_gpus(wc.model),
+        mem_mb=8000,
         runtime=240,
     conda:
         "../../envs/engines.yaml"

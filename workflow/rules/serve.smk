@@ -1,6 +1,6 @@
 # One engine start per (model, dataset): a model with `serve: true` (backend vllm) is served by
-# one `vllm serve` per dataset, and every explain, zero-shot and G-Eval job of that model and
-# dataset (each shots, condition, explainer and fold) asks it instead of loading the model. The service file is
+# one `vllm serve` per dataset, and every zero-shot and G-Eval job of that model and dataset
+# (each condition, explainer and fold) asks it instead of loading the model. The service file is
 # their input, so Snakemake runs them as one group beside the server and stops the server when
 # the last of them is done; each keeps its own outputs and cache. See explainbench.engines.serve.
 

@@ -1,10 +1,9 @@
 """One engine start per (model, dataset): ``vllm serve`` as a Snakemake service.
 
-A model entry with ``serve: true`` (backend vllm) is not loaded by each explain, zero-shot or
-G-Eval job. Rule ``serve_llm`` starts one OpenAI-compatible vLLM server per (model, dataset) and
-writes its address to a *service* file; the jobs that would load the model (explain, every shots
-and seed, see :func:`explain_service_file`; zero-shot, every condition and fold; G-Eval, every
-explainer and fold) take that file as input, so Snakemake runs them in one
+A model entry with ``serve: true`` (backend vllm) is not loaded by each zero-shot or G-Eval job.
+Rule ``serve_llm`` starts one OpenAI-compatible vLLM server per (model, dataset) and writes its
+address to a *service* file; the jobs that would load the model (zero-shot, every condition and
+fold; G-Eval, every explainer and fold) take that file as input, so Snakemake runs them in one
 group with the server and stops the server when the last of them is done. Each job keeps its own
 outputs, so a change to one explainer re-runs only its jobs (and starts the server once for them).
 
@@ -56,29 +55,6 @@ def service_file(config: dict, model: str | None, dataset: str) -> str | None:
     if not model or not config["models"][model]["serve"]:
         return None
     return SERVICE_FILE.format(dataset=dataset, model=model)
-
-
-def explain_service_file(config: dict, model: str, dataset: str) -> str | None:
-    """The service file rule ``explain`` asks for ``model``'s explanations of ``dataset``: its own
-    server's (so the model is loaded once for writing, classifying and judging), unless another
-    served model reads those explanations (zero-shot or as the judge). Then explain loads its own
-    engine: its explanations would put that model's group after this one's, and with each reading
-    the other's, neither group could start."""
-    service = service_file(config, model, dataset)
-    if not service:
-        return None
-    from ..workflow import parse_condition, stage_conditions
-
-    readers = set()
-    zeroshot = config["zeroshot"]
-    if dataset in zeroshot["datasets"] and any(
-            c not in ("none", "human") and parse_condition(c)[0] == model
-            for c in stage_conditions(config, "zeroshot", dataset)):
-        readers |= set(zeroshot["classifiers"])
-    if config["quality"]["judge"]:
-        readers.add(config["quality"]["judge"])
-    others = sorted(r for r in readers - {model} if config["models"][r]["serve"])
-    return None if others else service
 
 
 def free_port() -> int:

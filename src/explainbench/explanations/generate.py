@@ -365,10 +365,7 @@ def run(job) -> list[dict]:
     prompting = Prompting(template, examples, spec["labels"], str(job.input["examples"]), dataset_label_words(spec))
     log.info("template %s; %d examples; %d-shot, %s demonstrations; model %s (%s)", template["__file__"], len(examples),
              settings.shots, settings.demonstrations, job.model, job.model_spec["backend"])
-    from ..engines.serve import explain_service_file
-
-    service = explain_service_file(job.config, job.model, job.dataset)  # the job's input "service", if any
-    with job_checkpoint(job.output["explanations"]), open_backend(job.model_spec, job.model, service=service) as backend:
+    with job_checkpoint(job.output["explanations"]), open_backend(job.model_spec, job.model) as backend:
         # before the engine starts: every prompt fits
         backend.check_fits(build_prompts(examples, prompting, settings), settings.max_new_tokens,
                            [r["id"] for r in examples], str(job.input["examples"]))
