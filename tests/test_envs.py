@@ -155,5 +155,6 @@ localrule all:
 """
     jobs = parse_dry_run(text)
     assert [j.rule for j in jobs] == ["serve_llm", "zeroshot", "all"]
+    assert [j.group for j in jobs] == ["16fcad72-7412-4600-b29d-a3259111f717"] * 2 + [None]
     assert jobs[1].wildcards == "dataset=esnli, fold=0, model=smollm2, condition=none"
     assert jobs[0].output.endswith("smollm2.service.json (service)")

@@ -408,6 +408,7 @@ class PlannedJob:
     output: str
     reason: str
     resources: str = ""  # "tmpdir=/tmp, gpu=4, mem_mb=8000, ..." as Snakemake prints it
+    group: str | None = None  # the group job it runs in (a served model's server and its consumers)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -419,8 +420,9 @@ class PlannedJob:
         return match.group(1).strip() if match else None
 
 
-# a group's jobs (a served model's server and its consumers) are listed indented under "group job"
+# a group's jobs (a served model's server and its consumers) are listed indented under "Group job <id>"
 _JOB_HEAD = re.compile(r"^(\s*)(?:local)?(?:rule|checkpoint) ([A-Za-z_][A-Za-z0-9_]*):\s*$")
+_GROUP_HEAD = re.compile(r"Group job (\S+) \(jobs in")
 
 
 def parse_dry_run(text: str) -> list[PlannedJob]:
@@ -429,16 +431,27 @@ def parse_dry_run(text: str) -> list[PlannedJob]:
     current: dict | None = None
     indent = ""
 
+    group = None
+
     def close():
         if current is not None:
             jobs.append(PlannedJob(current["rule"], current.get("wildcards", ""), current.get("output", ""),
-                                   current.get("reason", ""), current.get("resources", "")))
+                                   current.get("reason", ""), current.get("resources", ""), current.get("group")))
 
     for line in text.splitlines():
+        group_head = _GROUP_HEAD.search(line)
+        if group_head:
+            close()
+            current, group = None, group_head.group(1)
+            continue
         head = _JOB_HEAD.match(line)
         if head:
             close()
             indent, current = head.group(1), {"rule": head.group(2)}
+            if indent and group:
+                current["group"] = group
+            elif not indent:
+                group = None
             continue
         if current is None:
             continue
