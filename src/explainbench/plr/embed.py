@@ -28,11 +28,11 @@ from ..data import input_text
 from ..engines import open_backend
 from ..engines.checkpoint import job_checkpoint
 from ..files import EmbeddingError, Embeddings, write_embeddings
-from .classifier import check_plr_sizes
-from .occlusion import OCCLUSION_SPLIT, OcclusionSettings, explained_texts, occlusion_id, occlusions
 from ..splits import read_train_test
-from ..workflow import explained_plr_models
 from ..prompts import dataset_template, fill
+from ..workflow import explained_plr_models
+from .classifier import check_plr_sizes
+from .occlusion import OCCLUSION_SPLIT, OcclusionSettings, occlusion_id, occlusions, pick_texts
 
 if TYPE_CHECKING:
     from ..engines import Backend
@@ -161,7 +161,7 @@ def embed_splits(embedder: Embedder, splits: dict[str, list[dict]]) -> Embedding
 def embed_occlusions(embedder: Embedder, test_records: Sequence[dict], settings: OcclusionSettings) -> Embeddings:
     """Rule embed's second part: the occluded variants of the explained test texts, embedded as
     rows of split ``occlusion`` (one ``embed`` call per ``texts_per_call`` texts' variants)."""
-    texts, _ = explained_texts(test_records, settings)
+    texts = pick_texts(test_records, settings.max_texts, settings.seed)
     ids, labels, vectors, t0 = [], [], [], time.time()
     for start in range(0, len(texts), settings.texts_per_call):
         batch = texts[start:start + settings.texts_per_call]
