@@ -395,15 +395,18 @@ def test_snakemake_runs_embed_curve_and_explain_on_the_demo(tmp_path):
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
     emb = read_embeddings(work / "results/embeddings/demo_sentiment/minilm/embeddings.npz")
-    assert emb.meta["pooling"] == "mean" and set(emb.split) == {"train", "test"}
+    # the splits and, for the explained model, the occluded variants of the 4 texts plr_explain explains
+    assert emb.meta["pooling"] == "mean" and set(emb.split) == {"train", "test", "occlusion"}
+    assert len({i.split("|")[0] for i in emb.part("occlusion").ids}) == 4
     curve = pd.read_csv(work / targets[0])
     assert list(curve.columns) == CURVE_COLUMNS and len(curve) == 6
     assert curve[curve["n_per_class"] == 32]["accuracy"].mean() > 0.8  # the demo set is easy
     phrases = pd.read_csv(work / targets[1])
     assert list(phrases.columns) == PHRASE_COLUMNS and set(phrases["label"]) == {"negative", "positive"}
     assert list(pd.read_csv(work / targets[2]).columns) == STABILITY_COLUMNS
-    n_texts = len(emb.ids)
+    n_texts = len(emb.ids) - len(emb.part("occlusion").ids)
     assert f"embedded {n_texts}/{n_texts} texts" in (work / "logs/embed/demo_sentiment/minilm.log").read_text()
+    assert "occlusion: 4/4 texts" in (work / "logs/embed/demo_sentiment/minilm.log").read_text()
     # a second run has nothing to do: everything is cached in the outputs
     again = subprocess.run([str(snakemake), *targets, "-n", "--cores", "2", "--configfile", "test.yaml"], cwd=work,
                            capture_output=True, text=True, timeout=300)
