@@ -50,8 +50,8 @@ def generation(backend, cost, records, max_new_tokens):
     from explainbench.prompts import load_template
 
     template = load_template(ROOT / "config" / "prompts", "explain", "esnli", "nli")
-    settings = ExplainSettings(shots=0, seed=0, show_label=True, max_new_tokens=max_new_tokens, temperature=0.0,
-                               chunk_size=len(records))
+    settings = ExplainSettings(shots=0, seed=0, demonstrations="fixed", show_label=True,
+                               max_new_tokens=max_new_tokens, temperature=0.0, chunk_size=len(records))
     prompts = build_prompts(records, Prompting(template, [], LABELS), settings)
     backend.generate(prompts[:2], max_new_tokens=4)  # start, warm up
     backend._engine("generate").reset_prefix_cache()

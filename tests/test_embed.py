@@ -111,7 +111,9 @@ def test_rule_embed_with_a_real_encoder_writes_train_and_test(tmp_path):
     sample = sst2_sample()
     train, test = sample["train"][:12], sample["test"][:8]
     out = tmp_path / "embeddings.npz"
-    config = sst2_config({"minilm": minilm_spec()}, pooling="last")  # pooling is a causal LM's; encoders mean-pool
+    # pooling is a causal LM's; encoders mean-pool. A model whose PLR is not explained (explain_models
+    # []) gets the splits' rows only (test_plr covers the occluded texts of an explained one)
+    config = sst2_config({"minilm": minilm_spec()}, pooling="last", explain_models=[])
     inputs = {**write_splits(tmp_path, {"train": train, "test": test}), "template": [], "model": [minilm_spec()["path"]]}
     embed.run(sst2_job("embed", config, "minilm", inputs, {"embeddings": str(out)}))
     emb = read_embeddings(out)

@@ -11,8 +11,8 @@ from support.ops import (Exemption, OpsError, check_rule_envs, distribution_name
 
 ROOT = Path(__file__).resolve().parents[1]
 FAMILIES = {
-    "core.yaml": {"demo_data", "prepare_data", "plr_curve"},
-    "engines.yaml": {"demo_model", "explain", "finetune", "zeroshot", "embed", "plr_explain"},
+    "core.yaml": {"demo_data", "prepare_data", "plr_curve", "plr_explain"},
+    "engines.yaml": {"demo_model", "explain", "finetune", "zeroshot", "embed"},
     "metrics.yaml": {"score_explanations"},
     "report.yaml": {"quality_table", "classification_table", "plr_table"},
 }
@@ -124,3 +124,37 @@ Job stats:
     assert [(j.rule, j.wildcards) for j in jobs] == [("demo_data", "demo_data=demo_nli"), ("all", "")]
     assert jobs[0].output == "resources/demo/demo_nli.jsonl"
     assert jobs[1].reason.startswith("Input files updated")
+
+
+def test_parse_dry_run_reads_the_jobs_of_a_group():
+    """A served model's server and its consumers are listed indented under "group job"."""
+    text = """[Mon Nov 30 04:21:55 2026]
+[Mon Nov 30 04:21:55 2026] Group job 16fcad72-7412-4600-b29d-a3259111f717 (jobs in lexicogr. order):
+
+    [Mon Nov 30 04:21:55 2026]
+    rule serve_llm:
+        output: results/engines/esnli/smollm2.service.json (service)
+        jobid: 6
+        reason: Missing output files: results/engines/esnli/smollm2.service.json
+        wildcards: dataset=esnli, model=smollm2
+        resources: tmpdir=/tmp, gpu=0
+Shell command: echo
+    [Mon Nov 30 04:21:55 2026]
+    rule zeroshot:
+        output: results/zeroshot/esnli/fold0/smollm2/none/predictions.jsonl
+        jobid: 7
+        reason: Missing output files: results/zeroshot/esnli/fold0/smollm2/none/predictions.jsonl
+        wildcards: dataset=esnli, fold=0, model=smollm2, condition=none
+        resources: tmpdir=/tmp, gpu=0
+
+[Mon Nov 30 04:21:55 2026]
+localrule all:
+    input: a
+    jobid: 0
+    reason: Input files updated by another job: a
+"""
+    jobs = parse_dry_run(text)
+    assert [j.rule for j in jobs] == ["serve_llm", "zeroshot", "all"]
+    assert [j.group for j in jobs] == ["16fcad72-7412-4600-b29d-a3259111f717"] * 2 + [None]
+    assert jobs[1].wildcards == "dataset=esnli, fold=0, model=smollm2, condition=none"
+    assert jobs[0].output.endswith("smollm2.service.json (service)")

@@ -279,10 +279,11 @@ def test_vllm_writes_explanations_for_real_pairs(tmp_path, esnli, smollm2, monke
 # ============================================================================ resume
 
 @pytest.mark.slow
-def test_resume_after_an_exception_generates_only_the_rest(tmp_path, esnli, smollm2):
-    """A real engine that dies after two chunks; the rerun generates only the four examples left."""
+def test_resume_after_an_exception_generates_only_the_rest(tmp_path, esnli, tiny_llama_path):
+    """A real engine that dies after two chunks; the rerun generates only the four examples left.
+    (Plumbing, not sense: the tiny random Llama.)"""
     examples = esnli["examples"][:8]
-    inner = load_backend(_spec(smollm2, "transformers"), "smollm2")
+    inner = load_backend(_spec(tiny_llama_path, "transformers"), "tiny")
     out = tmp_path / "test.jsonl"
     prompting, settings = _prompting(esnli["train"]), _settings(shots=1, max_new_tokens=24)
     dying = Counting(inner, fail_after_calls=2)

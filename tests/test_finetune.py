@@ -17,7 +17,6 @@ from explainbench.files import read_explanations
 from explainbench.files import write_examples
 from explainbench.io import write_jsonl
 from explainbench.splits import place_examples, sample_per_class
-from explainbench.stats import paired_difference_ci
 from explainbench.workflow import Job, rule_settings
 
 LABELS = ["entailment", "neutral", "contradiction"]
@@ -147,67 +146,40 @@ def test_template_with_unknown_field_is_an_error():
 # ----------------------------------------------------------------------------- real fine-tuning
 
 @pytest.fixture(scope="module")
-def esnli_runs(tmp_path_factory, minilm_path, esnli_path):
-    """One real fine-tuning run per condition (none, human) on 2,400 e-SNLI dev pairs.
-
-    800 pairs per class -> 1,680 train / 240 dev / 480 test; one epoch at max length 128.
-    Measured on 2 pinned cores of another machine: about 70 s (none) and 90 s (human).
-    """
-    records = sample_per_class(load_records(esnli_path, format="esnli", labels=LABELS), 800, 0)
-    root = tmp_path_factory.mktemp("finetune")
-    examples = root / "data" / "examples.jsonl"
-    write_examples(place_examples(records, {"seed": 0, "folds": None, "dev": 0.1, "test": 0.2}), examples)
-    cfg = finetune_config(esnli_path, minilm_path, epochs=1, batch_size=16, learning_rate=5e-5, max_length=128,
-                          warmup_ratio=0.1, weight_decay=0.01, early_stopping_patience=2, log_every_steps=25)
-    runs = {}
-    for condition in ("none", "human"):
-        out = root / "results" / condition / "seed0"
-        job = Job(input={"examples": examples, "explanations": []},
-                  output={"metrics": out / "metrics.json", "predictions": out / "predictions.csv"}, config=cfg,
-                  wildcards={"dataset": "esnli", "model": "minilm", "condition": condition, "fold": "0", "seed": "0"},
-                  settings=rule_settings(cfg, "finetune"), threads=2, rule="finetune")
-        runs[condition] = (finetune.run(job), out)
-    return runs
+def default_finetune(default_run):
+    """Rule finetune's outputs in the session's one default run (conftest.default_run): MiniLM on
+    the shipped e-SNLI sample, fold 0, seed 0, per condition: (metrics, output folder)."""
+    assert default_run.returncode == 0, default_run.output[-4000:]
+    base = default_run.root / "results" / "finetune" / "esnli" / "fold0" / "minilm"
+    return {c: (json.loads((base / c / "seed0" / "metrics.json").read_text()), base / c / "seed0")
+            for c in ("none", "human")}
 
 
 @pytest.mark.slow
-def test_finetune_outputs_follow_the_contract(esnli_runs):
-    metrics, out = esnli_runs["none"]
-    on_disk = json.loads((out / "metrics.json").read_text())
-    assert on_disk["accuracy"] == pytest.approx(metrics["accuracy"])
+def test_finetune_outputs_follow_the_contract(default_finetune, default_run):
+    on_disk, out = default_finetune["none"]
+    examples = [json.loads(line) for line in (default_run.root / "results/data/esnli/examples.jsonl").open()]
+    n_test = sum(1 for e in examples if e.get("test_fold") == 0)
     for key in ("dataset", "classifier", "method", "condition", "fold", "seed", "model_path", "n", "n_invalid",
                 "accuracy", "accuracy_ci", "macro_f1", "macro_f1_ci", "weighted_f1", "micro_f1", "per_class_f1",
                 "labels", "confusion"):
         assert key in on_disk, key
     assert (on_disk["method"], on_disk["condition"], on_disk["seed"], on_disk["classifier"]) == ("finetune", "none", 0, "minilm")
-    assert on_disk["n"] == 480 and on_disk["n_invalid"] == 0
+    assert on_disk["n"] == n_test > 0 and on_disk["n_invalid"] == 0
     preds = pd.read_csv(out / "predictions.csv")
     assert list(preds.columns[:4]) == ["id", "gold", "pred", "correct"]
     assert [c for c in preds.columns[4:]] == [f"score_{l}" for l in LABELS]
-    assert len(preds) == 480 and preds["id"].is_unique
+    assert len(preds) == n_test and preds["id"].is_unique
     assert preds["correct"].mean() == pytest.approx(on_disk["accuracy"])
     assert preds[[f"score_{l}" for l in LABELS]].sum(axis=1).round(3).eq(1).all()
-    assert sum(map(sum, on_disk["confusion"])) == 480
+    assert sum(map(sum, on_disk["confusion"])) == n_test
     assert on_disk["training"]["history"][0]["epoch"] == 1
     assert not (out / "checkpoint").exists()  # checkpoints are not kept unless asked
-
-
-@pytest.mark.slow
-def test_finetune_beats_chance_clearly(esnli_runs):
-    metrics, _ = esnli_runs["none"]
-    # the whole bootstrap 95% interval lies well above chance (1/3)
-    assert metrics["accuracy_ci"][0] > 0.40, metrics["accuracy_ci"]
-
-
-@pytest.mark.slow
-def test_human_explanations_beat_no_explanation(esnli_runs):
-    (none, none_dir), (human, human_dir) = esnli_runs["none"], esnli_runs["human"]
-    a = pd.read_csv(human_dir / "predictions.csv")
-    b = pd.read_csv(none_dir / "predictions.csv")
-    assert list(a["id"]) == list(b["id"])  # the same test items under both conditions
-    diff = paired_difference_ci(a["correct"], b["correct"], bootstrap=500)
-    print(f"\naccuracy none {none['accuracy']:.3f}, human {human['accuracy']:.3f}, difference {diff}")
-    assert diff["ci_low"] > 0, (human["accuracy"], none["accuracy"], diff)
+    # the same test items under both conditions; the human explanation helps (its interval against
+    # none is checked on the classification table, tests/test_report.py)
+    human, human_dir = default_finetune["human"]
+    assert list(pd.read_csv(human_dir / "predictions.csv")["id"]) == list(preds["id"])
+    assert human["macro_f1"] > on_disk["macro_f1"], (human["macro_f1"], on_disk["macro_f1"])
 
 
 @pytest.mark.slow

@@ -21,7 +21,9 @@ from explainbench.plr import curve as plr_curve
 from explainbench.plr import occlusion as plr_occlusion
 from explainbench.plr.classifier import PLRClassifier, PLRSettings, draw_rows
 from explainbench.plr.curve import curve_summary, learning_curve, smallest_n_reaching
-from explainbench.plr.occlusion import ExplainSettings, explain, occlusions, stability, top_phrases
+from explainbench.plr.embed import embed_occlusions
+from explainbench.plr.occlusion import (ExplainSettings, OcclusionSettings, explain, occluded_texts, occlusions,
+                                       stability, top_phrases)
 from explainbench.workflow import rule_settings
 
 from plr_support import (SST2_LABELS, minilm_spec, minilm_sst2, smollm2_embedder, smollm2_spec, smollm2_sst2,
@@ -283,11 +285,26 @@ def test_stability_between_draws_at_each_n_and_between_n():
     assert across["spearman"] == pytest.approx(0.9)   # plot and film swap ranks 2 and 3: 1 - 6 * 2 / (5 * 24)
 
 
-def test_rule_plr_explain_with_a_real_encoder(tmp_path):
-    """Rule plr_explain with MiniLM on SST-2 sentences: the top phrases per class and the stability
-    of their ranking across the draws, written as phrases.csv and stability.csv."""
-    job = plr_job(tmp_path, "plr_explain", minilm_sst2(), {"minilm": minilm_spec()}, n_per_class=[4, 16], draws=3,
-                  explain_max_texts=12, explain_top_k=5)
+def test_rules_embed_and_plr_explain_with_a_real_encoder(tmp_path):
+    """Rule embed with MiniLM on SST-2 sentences embeds the splits and the occluded variants of the
+    texts to explain (one engine); rule plr_explain, loading no model, writes the top phrases per
+    class and the stability of their ranking across the draws (phrases.csv, stability.csv)."""
+    from explainbench.plr import embed as plr_embed
+
+    plr = dict(n_per_class=[4, 16], draws=3, explain_max_texts=12, explain_top_k=5)
+    config = sst2_config({"minilm": minilm_spec()}, **plr)
+    inputs = write_splits(tmp_path, sst2_sample())
+    embedded = {"embeddings": str(tmp_path / "embeddings.npz")}
+    emb = plr_embed.run(sst2_job("embed", config, "minilm", inputs, embedded))
+    sample = sst2_sample()
+    assert (emb.split == "train").sum() == len(sample["train"]) and (emb.split == "test").sum() == len(sample["test"])
+    variants = emb.part("occlusion")  # 12 texts, every word and bigram left out in turn
+    assert len(variants.ids) > 12 * 5 and len(set(variants.ids)) == len(variants.ids)
+    assert len({i.split("|")[0] for i in variants.ids}) == 12
+    np.testing.assert_allclose(emb.part("train").vectors, minilm_sst2().part("train").vectors, atol=1e-5)
+
+    job = sst2_job("plr_explain", config, "minilm", {**inputs, **embedded},
+                   {name: str(tmp_path / f"{name}.csv") for name in OUTPUTS["plr_explain"]})
     plr_occlusion.run(job)
     phrases, stab = read_phrases(job.output["phrases"]), read_stability(job.output["stability"])
     assert list(pd.read_csv(job.output["phrases"]).columns) == PHRASE_COLUMNS
@@ -304,9 +321,10 @@ def test_rule_plr_explain_with_a_real_encoder(tmp_path):
     assert sorted(draws.groupby("n_a").size().items()) == [(4, 6), (16, 6)]
     assert len(across) == 2 and (across[["n_a", "n_b"]] == [4, 16]).all().all()
     assert stab["spearman"].between(-1, 1).all() and (stab["n_words"] > 20).all()
-    # the embeddings were made with mean pooling: a config that now says otherwise is refused
-    stale = plr_job(tmp_path, "plr_explain", minilm_sst2(), {"minilm": minilm_spec()}, encoder_pooling="cls")
-    with pytest.raises(ValueError, match=r"embeddings\.npz: embedded with pooling=mean .* re-run rule embed"):
+    # explaining more texts than were embedded (the config changed since rule embed ran) is refused
+    stale = sst2_job("plr_explain", sst2_config({"minilm": minilm_spec()}, **dict(plr, explain_max_texts=20)),
+                     "minilm", job.input, job.output)
+    with pytest.raises(DataError, match=r"embeddings\.npz: \d+ of \d+ occluded texts are not embedded .* re-run rule embed"):
         plr_occlusion.run(stale)
 
 
@@ -325,8 +343,10 @@ def test_occlusion_ranks_sentiment_words_on_sst2():
     config = sst2_config({"smollm2": smollm2_spec()}, n_per_class=[4, 32, 128], draws=3, explain_max_texts=12,
                          explain_ngram=1, explain_top_k=15, explain_texts_per_call=6, explain_min_count=1)
     settings = ExplainSettings.from_settings(rule_settings(config, "plr_explain"))  # seed 0, l2, 5 CV folds
-    phrases, stab, contrib = explain(smollm2_embedder(backend), tr, chosen, settings)
+    occlusion = OcclusionSettings.from_settings(rule_settings(config, "embed"))
+    variants = embed_occlusions(smollm2_embedder(backend), chosen, occlusion)
     assert backend.embed_calls - before == 2  # 12 texts, 6 texts' occlusion sets per call
+    phrases, stab, contrib = explain(tr, occluded_texts(emb.with_rows(variants), chosen, occlusion, "-"), settings)
     assert set(PHRASE_COLUMNS) - {"dataset", "model"} <= set(phrases.columns)
     assert set(STABILITY_COLUMNS) - {"dataset", "model"} <= set(stab.columns)
     top = {label: g.sort_values("rank")["phrase"].tolist() for label, g in phrases.groupby("label")}
@@ -375,16 +395,31 @@ def test_snakemake_runs_embed_curve_and_explain_on_the_demo(tmp_path):
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
     emb = read_embeddings(work / "results/embeddings/demo_sentiment/minilm/embeddings.npz")
-    assert emb.meta["pooling"] == "mean" and set(emb.split) == {"train", "test"}
+    # the splits and, for the explained model, the occluded variants of the 4 texts plr_explain explains
+    assert emb.meta["pooling"] == "mean" and set(emb.split) == {"train", "test", "occlusion"}
+    assert len({i.split("|")[0] for i in emb.part("occlusion").ids}) == 4
     curve = pd.read_csv(work / targets[0])
     assert list(curve.columns) == CURVE_COLUMNS and len(curve) == 6
     assert curve[curve["n_per_class"] == 32]["accuracy"].mean() > 0.8  # the demo set is easy
     phrases = pd.read_csv(work / targets[1])
     assert list(phrases.columns) == PHRASE_COLUMNS and set(phrases["label"]) == {"negative", "positive"}
     assert list(pd.read_csv(work / targets[2]).columns) == STABILITY_COLUMNS
-    n_texts = len(emb.ids)
+    n_texts = len(emb.ids) - len(emb.part("occlusion").ids)
     assert f"embedded {n_texts}/{n_texts} texts" in (work / "logs/embed/demo_sentiment/minilm.log").read_text()
+    assert "occlusion: 4/4 texts" in (work / "logs/embed/demo_sentiment/minilm.log").read_text()
     # a second run has nothing to do: everything is cached in the outputs
     again = subprocess.run([str(snakemake), *targets, "-n", "--cores", "2", "--configfile", "test.yaml"], cwd=work,
                            capture_output=True, text=True, timeout=300)
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_only_explained_models_embed_occluded_texts():
+    """Rule embed's params hold the occlusion settings only for the models whose PLR is explained,
+    so changing them re-runs those models' embeddings alone."""
+    from explainbench.workflow import embed_params
+
+    config = sst2_config({"minilm": minilm_spec(), "other": minilm_spec()}, explain_models=["minilm"])
+    assert embed_params(config, "minilm")["explain_max_texts"] == config["plr"]["explain_max_texts"]
+    assert "explain_max_texts" not in embed_params(config, "other") and "seed" not in embed_params(config, "other")
+    assert "explain_texts_per_call" not in embed_params(config, "minilm")  # runtime-only: never a param
+    assert embed_params(config, "other")["pooling"] == embed_params(config, "minilm")["pooling"]

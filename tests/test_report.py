@@ -655,6 +655,13 @@ def test_default_pipeline_end_to_end(default_run):
     human = cls[(cls["method"] == "finetune") & (cls["condition"] == "human")]
     assert len(human) == 1, cls
     assert human["diff_macro_f1_ci_low"].iloc[0] > 0, human.to_dict("records")
+    # LLM engine starts, counted in the jobs' logs (README, "Engine starts"): SmolLM2 on e-SNLI, not
+    # served on CPU: once writing explanations, once per zero-shot condition, once judging, once
+    # embedding (and the occluded texts with it: plr_explain loads no model)
+    from support.ops import engine_starts
+
+    assert engine_starts(default_run.root) == {"explain": 1, "zeroshot": 3, "score_explanations": 1, "embed": 1}, \
+        engine_starts(default_run.root)
 
 
 def test_the_cross_task_summary_counts_the_tasks_each_baseline_is_reached_on(tmp_path):

@@ -11,7 +11,7 @@ import yaml
 from support.ops import copy_workflow, local_rules, planned_jobs, rule_table
 
 ROOT = Path(__file__).resolve().parents[1]
-GPU_RULES = {"explain", "score_explanations", "zeroshot", "embed", "plr_explain", "finetune"}
+GPU_RULES = {"explain", "score_explanations", "zeroshot", "embed", "finetune"}
 
 
 def test_profile_polls_with_squeue_and_leaves_gpus_to_the_rules():
@@ -57,7 +57,7 @@ def test_tensor_parallel_size_and_partition_reach_every_job(tmp_path):
             continue
         assert job.resource("slurm_partition") == "gpu_a100", job
         model = dict(kv.split("=", 1) for kv in job.wildcards.split(", ") if "=" in kv).get("model")
-        if job.rule in ("explain", "zeroshot", "embed", "plr_explain") and model:
+        if job.rule in ("explain", "zeroshot", "embed") and model:
             assert job.resource("gpu") == ("4" if model == "smollm2" else "1"), job
             seen.add((job.rule, model))
         elif job.rule == "score_explanations":  # its G-Eval judge is smollm2

@@ -365,7 +365,7 @@ class EmbeddingError(DataError):
 @dataclass
 class Embeddings:
     """The contents of an embeddings file: one npz per model x dataset, train and test rows
-    together: ``ids``, ``split`` (train/test), ``labels`` (str), ``vectors`` (float32 n x d)
+    together (and rule plr_explain's occluded texts): ``ids``, ``split`` (train/test/occlusion), ``labels`` (str), ``vectors`` (float32 n x d)
     and ``meta`` (model path, pooling, layer, template file, ...; stored as a JSON string)."""
 
     ids: np.ndarray
@@ -373,6 +373,11 @@ class Embeddings:
     labels: np.ndarray
     vectors: np.ndarray
     meta: dict = field(default_factory=dict)
+
+    def with_rows(self, other: "Embeddings") -> "Embeddings":
+        """These rows, then ``other``'s (this file's meta)."""
+        return Embeddings(*(np.concatenate([getattr(self, a), getattr(other, a)])  # str arrays: the wider width
+                            for a in ("ids", "split", "labels", "vectors")), self.meta)
 
     def part(self, split: str) -> "Embeddings":
         keep = self.split == split

@@ -36,12 +36,13 @@ SETTINGS: dict[str, tuple[str, ...]] = {
                  "finetune.early_stopping_patience",
                  "finetune.keep_checkpoints", "finetune.log_every_steps", "report.bootstrap"),
     "zeroshot": ("prompts_dir", "zeroshot.min_label_mass", "zeroshot.batch_size", "report.bootstrap"),
+    # rule embed also embeds the occluded texts rule plr_explain explains (:data:`OCCLUSION_SETTINGS`)
     "embed": ("prompts_dir", "plr.pooling", "plr.layer", "plr.encoder_pooling", "plr.wrap_encoder_texts",
-              "plr.embed_chunk_size"),
+              "plr.embed_chunk_size", "plr.seed", "plr.explain_ngram", "plr.explain_max_texts",
+              "plr.explain_texts_per_call"),
     "plr_curve": ("plr.n_per_class", "plr.draws", "plr.penalty", "plr.cv_folds", "plr.seed"),
-    "plr_explain": ("prompts_dir", "plr.n_per_class", "plr.draws", "plr.penalty", "plr.cv_folds", "plr.seed",
-                    "plr.pooling", "plr.layer", "plr.encoder_pooling", "plr.wrap_encoder_texts",
-                    "plr.embed_chunk_size", "plr.explain_top_k", "plr.explain_ngram", "plr.explain_max_texts",
+    "plr_explain": ("plr.n_per_class", "plr.draws", "plr.penalty", "plr.cv_folds", "plr.seed",
+                    "plr.explain_top_k", "plr.explain_ngram", "plr.explain_max_texts",
                     "plr.explain_n_per_class", "plr.explain_texts_per_call", "plr.explain_min_count"),
     "generation_speed": ("prompts_dir", "plr.speed_prompts", "plr.speed_max_new_tokens"),
     "quantization_table": ("models", "plr.seed"),
@@ -56,6 +57,27 @@ def _lookup(config: dict, dotted: str) -> Any:
     for part in dotted.split("."):
         value = value[part]
     return value
+
+
+# Which texts rule plr_explain explains, and how they are occluded: rule embed's settings for the
+# models whose PLR is explained (:func:`explained_plr_models`), and only theirs.
+OCCLUSION_SETTINGS = ("plr.seed", "plr.explain_ngram", "plr.explain_max_texts", "plr.explain_texts_per_call")
+
+
+def explained_plr_models(config: dict) -> list[str]:
+    """The PLR models whose PLR is explained (``plr.explain_models``; null: all ``plr.models``)."""
+    plr = config["plr"]
+    return plr["models"] if plr["explain_models"] is None else plr["explain_models"]
+
+
+def embed_params(config: dict, model: str) -> dict[str, Any]:
+    """Rule embed's params for ``model``: the occlusion settings only when its PLR is explained
+    (so that they re-run the embeddings of those models alone)."""
+    params = rule_params(config, "embed")
+    if model not in explained_plr_models(config):
+        for key in OCCLUSION_SETTINGS:
+            params.pop(key.rsplit(".", 1)[-1], None)
+    return params
 
 
 def rule_settings(config: dict, rule: str) -> dict[str, Any]:

@@ -375,12 +375,15 @@ ENGINE_START = re.compile(r"engine start: |started vLLM \w+ engine for ")
 
 
 def engine_starts(root: str | Path) -> dict[str, int]:
-    """vLLM engine starts per rule in a run's job logs (``logs/<rule>/...``); a log is rewritten each run."""
+    """vLLM engine starts per rule in a run's job logs (``logs/<rule>/...``; a log is rewritten each
+    run); the SLURM executor's own logs (``logs/slurm/``) are not the rules'."""
     starts: dict[str, int] = {}
     for log in sorted((Path(root) / "logs").rglob("*.log")):
+        rule = log.relative_to(Path(root) / "logs").parts[0]
+        if rule == "slurm":
+            continue
         n = len(ENGINE_START.findall(log.read_text(errors="replace")))
         if n:
-            rule = log.relative_to(Path(root) / "logs").parts[0]
             starts[rule] = starts.get(rule, 0) + n
     return starts
 
@@ -405,6 +408,7 @@ class PlannedJob:
     output: str
     reason: str
     resources: str = ""  # "tmpdir=/tmp, gpu=4, mem_mb=8000, ..." as Snakemake prints it
+    group: str | None = None  # the group job it runs in (a served model's server and its consumers)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -416,31 +420,45 @@ class PlannedJob:
         return match.group(1).strip() if match else None
 
 
-_JOB_HEAD = re.compile(r"^(?:local)?(?:rule|checkpoint) ([A-Za-z_][A-Za-z0-9_]*):\s*$")
+# a group's jobs (a served model's server and its consumers) are listed indented under "Group job <id>"
+_JOB_HEAD = re.compile(r"^(\s*)(?:local)?(?:rule|checkpoint) ([A-Za-z_][A-Za-z0-9_]*):\s*$")
+_GROUP_HEAD = re.compile(r"Group job (\S+) \(jobs in")
 
 
 def parse_dry_run(text: str) -> list[PlannedJob]:
-    """The jobs a ``snakemake -n`` output lists (one block per job)."""
+    """The jobs a ``snakemake -n`` output lists (one block per job, a group's members included)."""
     jobs = []
     current: dict | None = None
+    indent = ""
+
+    group = None
 
     def close():
         if current is not None:
             jobs.append(PlannedJob(current["rule"], current.get("wildcards", ""), current.get("output", ""),
-                                   current.get("reason", ""), current.get("resources", "")))
+                                   current.get("reason", ""), current.get("resources", ""), current.get("group")))
 
     for line in text.splitlines():
+        group_head = _GROUP_HEAD.search(line)
+        if group_head:
+            close()
+            current, group = None, group_head.group(1)
+            continue
         head = _JOB_HEAD.match(line)
         if head:
             close()
-            current = {"rule": head.group(1)}
+            indent, current = head.group(1), {"rule": head.group(2)}
+            if indent and group:
+                current["group"] = group
+            elif not indent:
+                group = None
             continue
         if current is None:
             continue
-        field_match = re.match(r"^\s{4}(output|wildcards|reason|resources):\s(.*)$", line)
+        field_match = re.match(rf"^{indent}\s{{4}}(output|wildcards|reason|resources):\s(.*)$", line)
         if field_match:
             current[field_match.group(1)] = field_match.group(2).strip()
-        elif not line.startswith("    "):
+        elif not line.startswith(indent + "    "):
             close()
             current = None
     close()

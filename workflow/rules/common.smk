@@ -17,6 +17,8 @@ from explainbench.workflow import (
     demo_data_names,
     demo_model_names,
     demonstration_count,
+    embed_params,
+    explained_plr_models as explained_models,
     fold_list,
     parse_condition,
     quantized_models,
@@ -267,8 +269,7 @@ def plr_zeroshot_models():
 
 def explained_plr_models():
     """The PLR models whose PLR is explained (plr.explain_models; null: all plr.models)."""
-    p = config["plr"]
-    return p["models"] if p["explain_models"] is None else p["explain_models"]
+    return explained_models(config)
 
 
 def plr_targets(kind):

@@ -1,5 +1,6 @@
 # Study 2: penalised logistic regression on frozen (prompt-wrapped) LLM embeddings.
-# Texts are embedded once per dataset x model; learning curves and explanations reuse them.
+# Texts are embedded once per dataset x model (one engine start): the splits and the occluded
+# variants of the test texts that plr_explain explains. Learning curves and explanations load no model.
 # Study 2 is not cross-validated: it reads fold 0's train and test.
 
 
@@ -13,7 +14,7 @@ rule embed:
     params:
         model=lambda wc: model_params(wc.model),
         dataset=lambda wc: dataset_params(wc.dataset),
-        settings=settings("embed"),
+        settings=lambda wc: embed_params(config, wc.model),
     log:
         "logs/embed/{dataset}/{model}.log",
     benchmark:
@@ -55,14 +56,10 @@ rule plr_explain:
     input:
         embeddings=PATHS["embeddings"],
         examples=lambda wc: examples_file(wc.dataset),
-        template=embed_template,
-        model=lambda wc: model_files(wc.model),
     output:
         phrases=PATHS["plr_phrases"],
         stability=PATHS["plr_stability"],
     params:
-        model=lambda wc: model_params(wc.model),
-        dataset=lambda wc: dataset_params(wc.dataset),
         settings=settings("plr_explain"),
     log:
         "logs/plr_explain/{dataset}/{model}.log",
@@ -70,10 +67,9 @@ rule plr_explain:
         "benchmarks/results/plr_explain/{dataset}/{model}.tsv"
     threads: 2
     resources:
-        gpu=lambda wc: model_gpus(wc.model),
-        mem_mb=8000,
-        runtime=120,
+        mem_mb=4000,
+        runtime=60,
     conda:
-        "../../envs/engines.yaml"
+        "../../envs/core.yaml"
     script:
         "../../scripts/plr_explain.py"

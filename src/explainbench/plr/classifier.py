@@ -27,6 +27,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted, check_X_y, validate_data
 from threadpoolctl import threadpool_limits
 
+from ..files import EmbeddingError
 from ..splits import draw_per_class
 
 if TYPE_CHECKING:
@@ -209,3 +210,21 @@ def fit_draw(train: "Embeddings", n: int, draw: int, settings: PLRSettings) -> P
     idx = draw_rows(train.ids, labels, n, draw, settings.seed)
     return PLRClassifier(penalty=settings.penalty, cv=settings.cv_folds, random_state=0).fit(train.vectors[idx],
                                                                                               labels[idx])
+
+
+def check_plr_sizes(job, train: Sequence[dict]) -> None:
+    """Before any engine starts: the explained classifiers' n per class (``plr.explain_n_per_class``,
+    else the smallest ``plr.n_per_class``) fits every class of the training split, which rule
+    plr_explain draws from after this job."""
+    plr = job.config["plr"]
+    wanted = plr["explain_n_per_class"]
+    key = "plr.explain_n_per_class" if wanted is not None else "plr.n_per_class"
+    need = wanted if wanted is not None else min(plr["n_per_class"])
+    counts: dict[str, int] = {}
+    for rec in train:
+        counts[rec["label"]] = counts.get(rec["label"], 0) + 1
+    label, have = min(counts.items(), key=lambda kv: kv[1]) if counts else ("-", 0)
+    if need > have:
+        raise EmbeddingError(f"config key {key}: {need} example(s) per class, but {job.input['examples']} (the "
+                             f"train split), field 'label': class {label!r} has {have} training example(s) (of {len(train)}); "
+                             f"lower {key} (or give the dataset more rows)")

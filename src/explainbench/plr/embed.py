@@ -8,10 +8,12 @@ plain sentences: they embed the plain text (premise and hypothesis joined) with 
 unless ``wrap_encoder_texts`` is set. One file holds train and test::
 
     results/embeddings/{dataset}/{model}/embeddings.npz
-        ids (str), split (str: train/test), labels (str), vectors (float32 n x d),
+        ids (str), split (str: train/test/occlusion), labels (str), vectors (float32 n x d),
         meta (JSON string: model path, pooling, layer, template file, ...)
 
-Learning curves and explanations read this file; they never embed the training texts again.
+Rows of split ``occlusion`` are the explained test texts with a word or phrase removed
+(:mod:`.occlusion`). Learning curves and explanations read this file and load no model: one
+engine start per (model, dataset) embeds everything Study 2 asks of the model.
 """
 from __future__ import annotations
 
@@ -28,6 +30,9 @@ from ..engines.checkpoint import job_checkpoint
 from ..files import EmbeddingError, Embeddings, write_embeddings
 from ..splits import read_train_test
 from ..prompts import dataset_template, fill
+from ..workflow import explained_plr_models
+from .classifier import check_plr_sizes
+from .occlusion import OCCLUSION_SPLIT, OcclusionSettings, occlusion_id, occlusions, pick_texts
 
 if TYPE_CHECKING:
     from ..engines import Backend
@@ -153,35 +158,41 @@ def embed_splits(embedder: Embedder, splits: dict[str, list[dict]]) -> Embedding
                       {**embedder.meta(), "dim": int(vectors.shape[1])})
 
 
+def embed_occlusions(embedder: Embedder, test_records: Sequence[dict], settings: OcclusionSettings) -> Embeddings:
+    """Rule embed's second part: the occluded variants of the explained test texts, embedded as
+    rows of split ``occlusion`` (one ``embed`` call per ``texts_per_call`` texts' variants)."""
+    texts = pick_texts(test_records, settings.max_texts, settings.seed)
+    ids, labels, vectors, t0 = [], [], [], time.time()
+    for start in range(0, len(texts), settings.texts_per_call):
+        batch = texts[start:start + settings.texts_per_call]
+        occ = [(r, o) for r in batch for o in occlusions(r, settings.ngram)]
+        if occ:
+            vectors.append(embedder.embed(embedder.inputs([o.record for _, o in occ]), what="occlusion texts",
+                                          chunk_size=len(occ)))
+        ids += [occlusion_id(o) for _, o in occ]
+        labels += [r["label"] for r, _ in occ]
+        log.info("occlusion: %d/%d texts (%d variants so far), %.0f s", start + len(batch), len(texts), len(ids),
+                 time.time() - t0)
+    dim = vectors[0].shape[1] if vectors else 0
+    return Embeddings(np.array(ids, dtype=str), np.full(len(ids), OCCLUSION_SPLIT), np.array(labels, dtype=str),
+                      np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32))
+
+
 # --------------------------------------------------------------------------- the rule
-
-def check_plr_sizes(job, train: Sequence[dict]) -> None:
-    """Before any engine starts: the explained classifiers' n per class (``plr.explain_n_per_class``,
-    else the smallest ``plr.n_per_class``) fits every class of the training split, which rule
-    plr_explain draws from after this job."""
-    plr = job.config["plr"]
-    wanted = plr["explain_n_per_class"]
-    key = "plr.explain_n_per_class" if wanted is not None else "plr.n_per_class"
-    need = wanted if wanted is not None else min(plr["n_per_class"])
-    counts: dict[str, int] = {}
-    for rec in train:
-        counts[rec["label"]] = counts.get(rec["label"], 0) + 1
-    label, have = min(counts.items(), key=lambda kv: kv[1]) if counts else ("-", 0)
-    if need > have:
-        raise EmbeddingError(f"config key {key}: {need} example(s) per class, but {job.input['examples']} (the "
-                             f"train split), field 'label': class {label!r} has {have} training example(s) (of {len(train)}); "
-                             f"lower {key} (or give the dataset more rows)")
-
 
 def run(job) -> Embeddings:
     """Rule ``embed``: read fold 0's train and test (Study 2 is not cross-validated), embed them
-    once, write the npz."""
+    and, for a model whose PLR is explained, the occluded variants of the test texts rule
+    plr_explain explains (rows of split ``occlusion``), with one engine start; write the npz."""
     splits = read_train_test(job.input["examples"])
     check_plr_sizes(job, splits["train"])
     out = job.output["embeddings"]
     with job_checkpoint(out) as checkpoint, open_backend(job.model_spec, job.model) as backend:
         engine = checkpoint.wrap(backend)  # a job that dies keeps every finished chunk's vectors
-        emb = embed_splits(Embedder.for_job(job, engine), splits)
+        embedder = Embedder.for_job(job, engine)
+        emb = embed_splits(embedder, splits)
+        if job.model in explained_plr_models(job.config):
+            emb = emb.with_rows(embed_occlusions(embedder, splits["test"], OcclusionSettings.from_settings(job.settings)))
         emb.meta["dataset"] = job.dataset
         write_embeddings(emb, out)
         log.info("wrote %s: %d x %d; %s", out, *emb.vectors.shape, engine.report())

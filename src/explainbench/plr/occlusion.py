@@ -6,8 +6,9 @@ wrapped text is embedded again, and the contribution of the phrase to class ``c`
     contribution = log-odds_c(full text) - log-odds_c(text without the phrase)
 
 under the fitted PLR (log-odds_c = log p_c / (1 - p_c)); positive means the phrase pushes the
-decision towards ``c``. All occluded variants of a text (and the text itself) go to the model
-in one ``embed`` call (several texts per call). The variants are embedded once and scored by
+decision towards ``c``. Rule ``embed`` embeds the occluded variants with the same engine start as
+the splits (:func:`.embed.embed_occlusions`: rows of split ``occlusion`` in the embeddings file, several
+texts' variants per ``embed`` call), so rule plr_explain loads no model. The variants are scored by
 every draw's classifier at every n per class of the grid, so stability costs no extra model calls:
 the Spearman correlation of the word importances (each word's mean contribution over the explained
 texts) between every pair of draws at each n, and between consecutive n (mean over draws).
@@ -24,23 +25,17 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from ..engines import open_backend
-from ..engines.checkpoint import job_checkpoint
-from ..files import check_against_splits, read_embeddings, write_phrases, write_stability
+from ..files import EmbeddingError, Embeddings, check_against_splits, read_embeddings, write_phrases, write_stability
 from ..splits import read_train_test, sample_per_class
-from .classifier import PLRClassifier, PLRSettings, fit_draw
-from .embed import Embedder, check_plr_sizes
-
-if TYPE_CHECKING:
-    from ..files import Embeddings
+from .classifier import PLRClassifier, PLRSettings, check_plr_sizes, fit_draw
 
 log = logging.getLogger(__name__)
 
@@ -86,26 +81,52 @@ class OccludedTexts:
     occluded_vectors: np.ndarray      # one per occlusion
 
 
-def occlusion_vectors(embedder: Embedder, records: Sequence[dict], max_ngram: int,
-                      texts_per_call: int) -> OccludedTexts:
-    """Embed each text and all its occluded variants (n-grams up to ``max_ngram`` words).
+OCCLUSION_SPLIT = "occlusion"  # the embeddings file's rows of occluded texts (rule embed)
 
-    One ``backend.embed`` call per ``texts_per_call`` texts (their originals and variants together).
-    """
-    full, occ_all, occ_vecs = [], [], []
-    t0, total = time.time(), len(records)
-    for start in range(0, total, texts_per_call):
-        batch = records[start:start + texts_per_call]
-        occ = [o for r in batch for o in occlusions(r, max_ngram)]
-        inputs = embedder.inputs(list(batch) + [o.record for o in occ])
-        vectors = embedder.embed(inputs, what="occlusion texts", chunk_size=len(inputs))
-        full.append(vectors[:len(batch)])
-        occ_vecs.append(vectors[len(batch):])
-        occ_all.extend(occ)
-        done = start + len(batch)
-        log.info("occlusion: %d/%d texts (%d variants so far), %.0f s", done, total, len(occ_all), time.time() - t0)
-    return OccludedTexts(list(records), np.concatenate(full), occ_all,
-                         np.concatenate(occ_vecs) if occ_vecs else np.zeros((0, 0), np.float32))
+
+def occlusion_id(occ: Occlusion) -> str:
+    """An occluded text's row id in the embeddings file: text, field, first word and length."""
+    return f"{occ.text_id}|{occ.field}|{occ.start}|{occ.ngram}"
+
+
+@dataclass(frozen=True)
+class OcclusionSettings:
+    """Which texts are explained and how they are occluded (config ``plr.*``): rule embed embeds
+    exactly these variants, rule plr_explain scores them."""
+
+    max_texts: int
+    ngram: int
+    seed: int
+    texts_per_call: int
+
+    @classmethod
+    def from_settings(cls, settings: dict) -> "OcclusionSettings":
+        return cls(int(settings["explain_max_texts"]), int(settings["explain_ngram"]), int(settings["seed"]),
+                   int(settings["explain_texts_per_call"]))
+
+
+def explained_texts(test_records: Sequence[dict], settings: OcclusionSettings) -> tuple[list[dict], list[Occlusion]]:
+    """The test texts that are explained, and all their occluded variants."""
+    texts = pick_texts(test_records, settings.max_texts, settings.seed)
+    return texts, [o for r in texts for o in occlusions(r, settings.ngram)]
+
+
+def occluded_texts(emb: Embeddings, test_records: Sequence[dict], settings: OcclusionSettings,
+                   path: str | Path) -> OccludedTexts:
+    """The explained texts' vectors (their test rows) and their variants' (rows ``occlusion``) from
+    the embeddings file at ``path``; a variant it lacks is an error that says to re-run rule embed."""
+    texts, occ = explained_texts(test_records, settings)
+    row = {key: k for k, key in enumerate(zip(emb.split.tolist(), emb.ids.tolist()))}
+    missing = [o for o in occ if (OCCLUSION_SPLIT, occlusion_id(o)) not in row]
+    if missing:
+        raise EmbeddingError(f"{path}: {len(missing)} of {len(occ)} occluded texts are not embedded (e.g. row "
+                             f"{occlusion_id(missing[0])!r}: text {missing[0].text_id!r}, field {missing[0].field!r}, "
+                             f"phrase {missing[0].phrase!r}); the file was made for other plr.explain_* settings: "
+                             "re-run rule embed")
+    full = [row[("test", str(r["id"]))] for r in texts]
+    variants = [row[(OCCLUSION_SPLIT, occlusion_id(o))] for o in occ]
+    return OccludedTexts(list(texts), emb.vectors[full], occ,
+                         emb.vectors[variants] if variants else np.zeros((0, emb.vectors.shape[1]), np.float32))
 
 
 def contributions(classifiers: Sequence[PLRClassifier], texts: OccludedTexts) -> pd.DataFrame:
@@ -238,17 +259,16 @@ class ExplainSettings(PLRSettings):
     explain_min_count: int
 
 
-def explain(embedder: Embedder, train: "Embeddings", test_records: Sequence[dict],
+def explain(train: Embeddings, occluded: OccludedTexts,
             settings: ExplainSettings) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Fit the draws' classifiers on the ``train`` rows of the embeddings (at every n of the grid the
-    training split holds, and at the explained n), occlude the chosen test texts once; return
+    training split holds, and at the explained n) and score the ``occluded`` texts; return
     (phrases at the explained n, stability over draws and n, contributions at the explained n)."""
     n = explanation_n(settings.n_per_class, train.labels, settings.explain_n_per_class)
-    texts = pick_texts(test_records, settings.explain_max_texts, settings.seed)
     ns = sorted(set(fitting_ns(settings.n_per_class, train.labels)) | {n})
-    log.info("explaining %d test texts with %d draws at n=%d per class (n-grams up to %d); stability over n in %s",
-             len(texts), settings.draws, n, settings.explain_ngram, ns)
-    occluded = occlusion_vectors(embedder, texts, settings.explain_ngram, settings.explain_texts_per_call)
+    log.info("explaining %d test texts (%d occluded variants) with %d draws at n=%d per class (n-grams up to %d); "
+             "stability over n in %s", len(occluded.records), len(occluded.occlusions), settings.draws, n,
+             settings.explain_ngram, ns)
     by_n = {}
     for k in ns:  # words only at the other n: their stability is all that is read
         frame = contributions([fit_draw(train, k, draw, settings) for draw in range(settings.draws)], occluded)
@@ -258,26 +278,21 @@ def explain(embedder: Embedder, train: "Embeddings", test_records: Sequence[dict
 
 
 def run(job) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Rule ``plr_explain``: phrases.csv and stability.csv for one dataset x model."""
+    """Rule ``plr_explain``: phrases.csv and stability.csv for one dataset x model, from the
+    embeddings file alone (rule embed embedded the occluded texts too: no model is loaded here)."""
     path = job.input["embeddings"]
     splits = read_train_test(job.input["examples"])
     check_plr_sizes(job, splits["train"])
     emb = read_embeddings(path)
     check_against_splits(emb, splits, path)
     settings = ExplainSettings.from_settings(job.settings)
-    with job_checkpoint(job.output["phrases"]) as checkpoint, open_backend(job.model_spec, job.model) as backend:
-        embedder = Embedder.for_job(job, checkpoint.wrap(backend))  # the engine starts on the first embed call
-        pooling, layer = embedder.settings.pooling, embedder.settings.layer
-        if pooling != emb.meta.get("pooling") or layer != emb.meta.get("layer"):
-            raise ValueError(f"{path}: embedded with pooling={emb.meta.get('pooling')} layer={emb.meta.get('layer')}, "
-                             f"but the config now says pooling={pooling} layer={layer}; re-run rule embed")
-        phrases, stab, _ = explain(embedder, emb.part("train"), splits["test"], settings)
-        for frame in (phrases, stab):
-            frame.insert(0, "model", job.model)
-            frame.insert(0, "dataset", job.dataset)
-        write_phrases(phrases, job.output["phrases"])
-        write_stability(stab, job.output["stability"])
-        log.info("%s", embedder.backend.report())
+    occluded = occluded_texts(emb, splits["test"], OcclusionSettings.from_settings(job.settings), path)
+    phrases, stab, _ = explain(emb.part("train"), occluded, settings)
+    for frame in (phrases, stab):
+        frame.insert(0, "model", job.model)
+        frame.insert(0, "dataset", job.dataset)
+    write_phrases(phrases, job.output["phrases"])
+    write_stability(stab, job.output["stability"])
     draws = stab[stab["comparison"] == "draws"]
     log.info("stability of word importances (mean Spearman over draw pairs, per n): %s",
              draws.groupby("n_a")["spearman"].mean().round(3).to_dict() if len(draws) else "one draw only")
