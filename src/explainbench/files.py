@@ -365,8 +365,9 @@ class EmbeddingError(DataError):
 @dataclass
 class Embeddings:
     """The contents of an embeddings file: one npz per model x dataset, train and test rows
-    together (and rule plr_explain's occluded texts): ``ids``, ``split`` (train/test/occlusion), ``labels`` (str), ``vectors`` (float32 n x d)
-    and ``meta`` (model path, pooling, layer, template file, ...; stored as a JSON string)."""
+    together (and rule plr_explain's occluded texts): ``ids``, ``split`` (train/test/occlusion),
+    ``labels`` (str), ``vectors`` (float32 n x d) and ``meta`` (model path, pooling, layer,
+    template file, ...; stored as a JSON string)."""
 
     ids: np.ndarray
     split: np.ndarray
