@@ -344,7 +344,8 @@ def test_occlusion_ranks_sentiment_words_on_sst2():
                          explain_ngram=1, explain_top_k=15, explain_texts_per_call=6, explain_min_count=1)
     settings = ExplainSettings.from_settings(rule_settings(config, "plr_explain"))  # seed 0, l2, 5 CV folds
     occlusion = OcclusionSettings.from_settings(rule_settings(config, "embed"))
-    variants = embed_occlusions(smollm2_embedder(backend), chosen, occlusion)
+    variants = embed_occlusions(smollm2_embedder(backend), chosen, occlusion,
+                                rule_settings(config, "embed")["explain_texts_per_call"])
     assert backend.embed_calls - before == 2  # 12 texts, 6 texts' occlusion sets per call
     phrases, stab, contrib = explain(tr, occluded_texts(emb.with_rows(variants), chosen, occlusion, "-"), settings)
     assert set(PHRASE_COLUMNS) - {"dataset", "model"} <= set(phrases.columns)

@@ -43,7 +43,7 @@ SETTINGS: dict[str, tuple[str, ...]] = {
     "plr_curve": ("plr.n_per_class", "plr.draws", "plr.penalty", "plr.cv_folds", "plr.seed"),
     "plr_explain": ("plr.n_per_class", "plr.draws", "plr.penalty", "plr.cv_folds", "plr.seed",
                     "plr.explain_top_k", "plr.explain_ngram", "plr.explain_max_texts",
-                    "plr.explain_n_per_class", "plr.explain_texts_per_call", "plr.explain_min_count"),
+                    "plr.explain_n_per_class", "plr.explain_min_count"),
     "generation_speed": ("prompts_dir", "plr.speed_prompts", "plr.speed_max_new_tokens"),
     "quantization_table": ("models", "plr.seed"),
     "quality_table": ("models",),

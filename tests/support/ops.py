@@ -429,9 +429,7 @@ def parse_dry_run(text: str) -> list[PlannedJob]:
     """The jobs a ``snakemake -n`` output lists (one block per job, a group's members included)."""
     jobs = []
     current: dict | None = None
-    indent = ""
-
-    group = None
+    indent, group = "", None
 
     def close():
         if current is not None:

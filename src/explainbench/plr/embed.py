@@ -158,13 +158,14 @@ def embed_splits(embedder: Embedder, splits: dict[str, list[dict]]) -> Embedding
                       {**embedder.meta(), "dim": int(vectors.shape[1])})
 
 
-def embed_occlusions(embedder: Embedder, test_records: Sequence[dict], settings: OcclusionSettings) -> Embeddings:
+def embed_occlusions(embedder: Embedder, test_records: Sequence[dict], settings: OcclusionSettings,
+                     texts_per_call: int) -> Embeddings:
     """Rule embed's second part: the occluded variants of the explained test texts, embedded as
     rows of split ``occlusion`` (one ``embed`` call per ``texts_per_call`` texts' variants)."""
     texts = pick_texts(test_records, settings.max_texts, settings.seed)
     ids, labels, vectors, t0 = [], [], [], time.time()
-    for start in range(0, len(texts), settings.texts_per_call):
-        batch = texts[start:start + settings.texts_per_call]
+    for start in range(0, len(texts), texts_per_call):
+        batch = texts[start:start + texts_per_call]
         occ = [(r, o) for r in batch for o in occlusions(r, settings.ngram)]
         if occ:
             vectors.append(embedder.embed(embedder.inputs([o.record for _, o in occ]), what="occlusion texts",
@@ -192,7 +193,8 @@ def run(job) -> Embeddings:
         embedder = Embedder.for_job(job, engine)
         emb = embed_splits(embedder, splits)
         if job.model in explained_plr_models(job.config):
-            emb = emb.with_rows(embed_occlusions(embedder, splits["test"], OcclusionSettings.from_settings(job.settings)))
+            emb = emb.with_rows(embed_occlusions(embedder, splits["test"], OcclusionSettings.from_settings(job.settings),
+                                                 int(job.settings["explain_texts_per_call"])))
         emb.meta["dataset"] = job.dataset
         write_embeddings(emb, out)
         log.info("wrote %s: %d x %d; %s", out, *emb.vectors.shape, engine.report())

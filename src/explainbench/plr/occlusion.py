@@ -97,12 +97,10 @@ class OcclusionSettings:
     max_texts: int
     ngram: int
     seed: int
-    texts_per_call: int
 
     @classmethod
     def from_settings(cls, settings: dict) -> "OcclusionSettings":
-        return cls(int(settings["explain_max_texts"]), int(settings["explain_ngram"]), int(settings["seed"]),
-                   int(settings["explain_texts_per_call"]))
+        return cls(int(settings["explain_max_texts"]), int(settings["explain_ngram"]), int(settings["seed"]))
 
 
 def explained_texts(test_records: Sequence[dict], settings: OcclusionSettings) -> tuple[list[dict], list[Occlusion]]:
@@ -248,14 +246,11 @@ def explanation_n(n_per_class: Sequence[int], train_labels: Sequence[str], wante
 
 @dataclass(frozen=True)
 class ExplainSettings(PLRSettings):
-    """The PLR draws' settings and the occlusion's: rule plr_explain's config ``plr.*`` keys
-    (besides how the model embeds, :class:`~.embed.EmbedSettings`)."""
+    """The PLR draws' settings and how phrases are ranked: rule plr_explain's config ``plr.*`` keys
+    (which texts are occluded, and how: :class:`OcclusionSettings`)."""
 
     explain_top_k: int
-    explain_ngram: int
-    explain_max_texts: int
     explain_n_per_class: int | None
-    explain_texts_per_call: int
     explain_min_count: int
 
 
@@ -268,7 +263,7 @@ def explain(train: Embeddings, occluded: OccludedTexts,
     ns = sorted(set(fitting_ns(settings.n_per_class, train.labels)) | {n})
     log.info("explaining %d test texts (%d occluded variants) with %d draws at n=%d per class (n-grams up to %d); "
              "stability over n in %s", len(occluded.records), len(occluded.occlusions), settings.draws, n,
-             settings.explain_ngram, ns)
+             max((o.ngram for o in occluded.occlusions), default=0), ns)
     by_n = {}
     for k in ns:  # words only at the other n: their stability is all that is read
         frame = contributions([fit_draw(train, k, draw, settings) for draw in range(settings.draws)], occluded)
