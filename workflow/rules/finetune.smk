@@ -19,7 +19,7 @@ rule finetune:
         "logs/finetune/{dataset}/fold{fold}/{model}/{condition}/seed{seed}.log",
     benchmark:
         "benchmarks/results/finetune/{dataset}/fold{fold}/{model}/{condition}/seed{seed}.tsv"
-    threads: 2
+    threads: 1  # MiniLM on CPU kept 0.6 of a core busy with 2 threads: two jobs side by side finish sooner (--set-threads finetune=N)
     resources:
         gpu=1 if config["slurm"]["gpu_rules_use_gpus"] else 0,
         mem_mb=8000,

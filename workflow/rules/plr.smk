@@ -42,7 +42,7 @@ rule plr_curve:
         "logs/plr_curve/{dataset}/{model}.log",
     benchmark:
         "benchmarks/results/plr_curve/{dataset}/{model}.tsv"
-    threads: 2
+    threads: 1  # scikit-learn fits on a few hundred vectors: one core
     resources:
         mem_mb=4000,
         runtime=60,
@@ -65,7 +65,7 @@ rule plr_explain:
         "logs/plr_explain/{dataset}/{model}.log",
     benchmark:
         "benchmarks/results/plr_explain/{dataset}/{model}.tsv"
-    threads: 2
+    threads: 1  # scikit-learn fits on a few hundred vectors: one core
     resources:
         mem_mb=4000,
         runtime=60,
