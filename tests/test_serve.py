@@ -20,7 +20,7 @@ import yaml
 
 from conftest import ROOT, TRIGGERS, causal_spec
 from explainbench.config import ConfigError, validate_config
-from explainbench.engines.serve import served_backend
+from explainbench.engines.serve import server_command, server_env, served_backend
 from test_label_scoring import prompts_and_options
 
 
@@ -31,6 +31,20 @@ def test_serve_is_for_vllm_models_only():
         validate_config(config)
     config["models"]["m"]["backend"] = "vllm"
     assert validate_config(config)["models"]["m"]["serve"] is True
+
+
+def test_without_cuda_a_one_process_model_is_served_from_the_engine_core_process():
+    spec = causal_spec(Path("m"), kv_cache_gb=2)
+    env, one_process = server_env(spec, {}, cuda=False)
+    assert one_process and env["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0" and env["VLLM_CPU_KVCACHE_SPACE"] == "2"
+    assert server_command(spec, 8000, one_process=True)[-2:] == ["--distributed-executor-backend", "uni"]
+    # GPUs, tensor parallelism, or a user's own setting: vLLM's own process layout
+    for kwargs in ({"spec": spec, "environ": {}, "cuda": True},
+                   {"spec": causal_spec(Path("m"), tensor_parallel_size=2), "environ": {}, "cuda": False},
+                   {"spec": spec, "environ": {"VLLM_ENABLE_V1_MULTIPROCESSING": "1"}, "cuda": False}):
+        env, one_process = server_env(**kwargs)
+        assert not one_process, kwargs
+    assert "--distributed-executor-backend" not in server_command(spec, 8000)
 
 
 def _start(service: Path, spec: dict, log: Path) -> subprocess.Popen:
@@ -71,7 +85,10 @@ def test_a_served_model_scores_labels_as_the_offline_engine_and_stops_on_termina
         np.testing.assert_allclose(got, want, atol=2e-3)
         assert (got.argmax(1) == want.argmax(1)).all()
         served.close()
-        assert "engine start: smollm2 (vllm serve" in log.read_text()
+        text = log.read_text()
+        assert "engine start: smollm2 (vllm serve" in text
+        # on this CPU the model runs in the engine-core process: no separate worker process
+        assert "--distributed-executor-backend uni" in text and "(Worker pid=" not in text, text[-3000:]
     finally:
         proc.send_signal(signal.SIGTERM)  # what Snakemake does when the group's last consumer is done
         code = proc.wait(timeout=120)

@@ -208,6 +208,13 @@ def engine_threads(name, threads=2):
     return 0 if served(name) else threads
 
 
+def generation_threads(name):
+    """Cores a job that runs model ``name`` in its own engine asks for: one per GPU it holds, plus
+    one for vLLM's scheduler. On CPU that is one: vLLM's generation there kept one core busy with
+    two threads (the default run), so another job runs beside it (--set-threads explain=N)."""
+    return model_gpus(name) + 1
+
+
 def model_gpus(name):
     """GPUs a model's jobs ask for: its tensor-parallel size on GPU clusters, none on CPU."""
     gpus = config["slurm"]["gpu_rules_use_gpus"] and not is_file_explainer(MODELS[name])

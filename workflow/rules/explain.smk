@@ -21,7 +21,7 @@ rule explain:
         "logs/explain/{dataset}/{model}/{shots}shot/seed{seed}.log",
     benchmark:
         "benchmarks/results/explain/{dataset}/{model}/{shots}shot/seed{seed}.tsv"
-    threads: 2
+    threads: lambda wc: generation_threads(wc.model)
     resources:
         gpu=lambda wc: model_gpus(wc.model),
         mem_mb=8000,
