@@ -17,8 +17,8 @@ FAMILIES = {
     "report.yaml": {"quality_table", "classification_table", "plr_table"},
 }
 # explainbench.workflow looks up demo names in explainbench.demo, whose model builders import
-# torch/transformers/tokenizers inside the functions; the data and report rules never build a model.
-EXEMPTIONS = [Exemption(env, frozenset({"torch", "transformers", "tokenizers"}), frozenset({"explainbench/demo.py"}),
+# torch/transformers/tokenizers/gguf inside the functions; the data and report rules never build a model.
+EXEMPTIONS = [Exemption(env, frozenset({"torch", "transformers", "tokenizers", "gguf"}), frozenset({"explainbench/demo.py"}),
                         "demo model builders, imported lazily, never run by data/report rules")
               for env in ("core.yaml", "report.yaml")]
 
