@@ -127,7 +127,8 @@ def own_run(tmp_path_factory, smollm2_path):
     config = yaml.safe_load((root / "config" / "config.yaml").read_text())
     config["datasets"] = {"mine": {"format": "jsonl", "path": "mine.jsonl", "labels": LABELS,
                                    "split": {"dev": 0.2, "test": 0.2, "seed": 0}}}
-    config["models"] = {"smollm2": {**config["models"]["smollm2"], "backend": "transformers", "batch_size": 2}}
+    config["models"] = {"smollm2": {**config["models"]["smollm2"], "backend": "transformers", "serve": False,
+                                   "batch_size": 2}}
     config["explain"] = {"datasets": ["mine"], "explainers": ["smollm2"], "shots": [0], "max_new_tokens": 8,
                          "chunk_size": 2}
     config["quality"] = {}

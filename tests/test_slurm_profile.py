@@ -57,16 +57,17 @@ def test_tensor_parallel_size_and_partition_reach_every_job(tmp_path):
             continue
         assert job.resource("slurm_partition") == "gpu_a100", job
         model = dict(kv.split("=", 1) for kv in job.wildcards.split(", ") if "=" in kv).get("model")
-        if job.rule in ("explain", "zeroshot", "embed") and model:
+        if job.rule in ("explain", "embed", "serve_llm") and model:
             assert job.resource("gpu") == ("4" if model == "smollm2" else "1"), job
             seen.add((job.rule, model))
-        elif job.rule == "score_explanations":  # its G-Eval judge is smollm2
-            assert job.resource("gpu") == "4", job
+        elif job.rule in ("zeroshot", "score_explanations"):  # they ask served smollm2's server, which holds the GPUs
+            assert job.resource("gpu") == "0" and job.group, job
         elif job.rule == "finetune":
             assert job.resource("gpu") == "1", job
         elif job.rule not in GPU_RULES:
             assert job.resource("gpu") in (None, "0"), job
     assert ("embed", "smollm2") in seen and ("embed", "minilm") in seen and ("explain", "smollm2") in seen
+    assert ("serve_llm", "smollm2") in seen
 
     # the default config: no GPUs anywhere, no partition (the cluster's default is used)
     for job in planned_jobs(workdir):
