@@ -176,12 +176,11 @@ def test_a_service_group_member_cannot_read_another_members_output(tmp_path):
     service group's jobs together and checks each one's inputs as it starts it, so a job that reads
     an output written inside the group fails before it runs. Should a Snakemake release lift this,
     this test fails, and explain can become a consumer of its model's server."""
+    from support.ops import run_snakemake
+
     (tmp_path / "Snakefile").write_text(GROUP_SNAKEFILE)
-    run = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--cores", "4", "--latency-wait", "1", "--nolock"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
-    )
-    log = run.stdout + run.stderr
+    run = run_snakemake(tmp_path, ["--cores", "4", "--latency-wait", "1", "--nolock"], timeout=300)
+    log = run.stdout
     assert run.returncode != 0, log
     assert "Group job" in log and "Missing files after 1 seconds" in log and "written.txt" in log
     assert not (tmp_path / "started").exists() and not (tmp_path / "reader.txt").exists()
